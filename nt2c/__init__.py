@@ -1,0 +1,61 @@
+"""nt2c: Noise-Transfer2Clean denoising of cryo-EM micrographs, as a tutorial package.
+
+The pipeline (paper: Li et al. 2022, Bioinformatics 38:2022) and where each step lives:
+
+=====================  ==========================================  =================================
+step                   module                                      command
+=====================  ==========================================  =================================
+simulate               :mod:`nt2c.simulation`                      ``nt2c simulate``
+coarse denoiser        :mod:`nt2c.models.unet`, :mod:`nt2c.training`  ``nt2c train-coarse``
+noise extraction       :mod:`nt2c.extraction`                      ``nt2c extract-noise``
+GAN noise synthesizer  :mod:`nt2c.models.gan`, :mod:`nt2c.noise_model`  ``nt2c train-gan``
+re-weighting           :mod:`nt2c.reweighting`                     ``nt2c reweight``
+fine denoiser          :mod:`nt2c.training`, :mod:`nt2c.inference`  ``nt2c train-fine``, ``nt2c denoise``
+evaluation             :mod:`nt2c.metrics`, :mod:`nt2c.baselines`   ``nt2c evaluate``
+=====================  ==========================================  =================================
+
+Public names are imported lazily, so ``import nt2c`` stays fast (torch loads on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ExperimentParams": "nt2c.config",
+    "load_params": "nt2c.config",
+    "save_params": "nt2c.config",
+    "stage_config": "nt2c.config",
+    "RunDir": "nt2c.rundir",
+    "run_stage": "nt2c.pipeline",
+    "stage_status": "nt2c.pipeline",
+    "read_image": "nt2c.io",
+    "read_mrc": "nt2c.io",
+    "write_mrc": "nt2c.io",
+    "read_star": "nt2c.io",
+    "write_star": "nt2c.io",
+    "resolve_device": "nt2c.device",
+    "seed_everything": "nt2c.device",
+    "device_report": "nt2c.device",
+    "set_progress": "nt2c.progress",
+    "fetch": "nt2c.data",
+    "load_manifest": "nt2c.data",
+    "NT2CError": "nt2c.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nt2c' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

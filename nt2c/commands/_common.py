@@ -1,0 +1,30 @@
+"""Arguments and helpers shared by the stage subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import PROFILES
+
+__all__ = ["add_stage_args", "run_stage_from_args"]
+
+
+def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
+    """Add ``--run``, ``--profile``, ``--seed``, ``--device`` and ``--force``."""
+    parser.add_argument("--run", required=run_required, metavar="RUN", help="run directory (holds params.yaml)")
+    parser.add_argument("--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's, 0)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--force", action="store_true", help="run even if the stage's outputs are complete")
+
+
+def run_stage_from_args(stage: str, args: argparse.Namespace, **overrides) -> int:
+    """Run ``stage`` in ``args.run`` and print the files it wrote."""
+    from ..pipeline import run_stage
+    from ..rundir import RunDir
+
+    outputs = run_stage(stage, RunDir(args.run), profile=args.profile, force=args.force,
+                        seed=args.seed, device=args.device, **overrides)
+    for path in outputs:
+        print(path)
+    return 0

@@ -1,0 +1,388 @@
+"""Typed, validated configuration shared by notebooks, the command line and papermill.
+
+Two kinds of settings:
+
+* :class:`ExperimentParams` -- the acquisition of the user's data, one flat YAML mapping whose keys are
+  pinned (``pixel_size_A, voltage_kV, cs_mm, amplitude_contrast, defocus_um, astigmatism_um, dose_e_per_A2,
+  detector, ice_thickness_nm, structural_noise, image_size_px, specimen, n_particles`` and a few more with
+  defaults). It is what ``RUN/params.yaml`` holds.
+* one model per pipeline stage (:class:`SimulateConfig`, :class:`CoarseTrainConfig`, ...), whose defaults
+  depend on the run *profile*: ``smoke`` (seconds per stage, for tests and CI), ``quick`` (the default:
+  the default architectures, short training, whole pipeline well under 20 minutes on 2 CPU cores) and
+  ``full`` (paper scale, meant for a GPU). Profiles change sizes and lengths, never the algorithm.
+
+:func:`stage_config` builds a stage model for a profile with overrides; every bad value raises
+:class:`~nt2c.errors.ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, InputError
+
+__all__ = [
+    "PROFILES",
+    "DETECTORS",
+    "ExperimentParams",
+    "SimulateConfig",
+    "CoarseTrainConfig",
+    "ExtractConfig",
+    "GanConfig",
+    "ReweightConfig",
+    "FineTrainConfig",
+    "DenoiseConfig",
+    "STAGE_MODELS",
+    "stage_config",
+    "load_params",
+    "save_params",
+    "format_validation_error",
+]
+
+Profile = Literal["smoke", "quick", "full"]
+PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
+DETECTORS: tuple[str, ...] = ("ideal", "counting", "k2", "k3", "falcon3", "falcon4")
+_PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
+
+
+class _Model(BaseModel):
+    """Strict base: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python (YAML/JSON-ready) copy of the settings."""
+        return self.model_dump(mode="json")
+
+
+class ExperimentParams(_Model):
+    """Acquisition parameters of an experiment (the pinned keys of ``params.yaml``).
+
+    Units are in the names: Angstrom (``_A``), kilovolt, millimetre, micrometre, nanometre, electrons per
+    square Angstrom. Defocus is underfocus-positive (CTFFIND convention).
+    """
+
+    pixel_size_A: float = Field(1.0, gt=0, le=50, description="pixel size (A/px)")
+    voltage_kV: float = Field(300.0, ge=60, le=1000, description="acceleration voltage (kV)")
+    cs_mm: float = Field(2.7, ge=0, le=10, description="spherical aberration (mm)")
+    amplitude_contrast: float = Field(0.07, ge=0, lt=1, description="amplitude contrast ratio A")
+    defocus_um: tuple[float, float] = Field(
+        (1.0, 2.5), description="[min, max] underfocus (um), drawn uniformly per micrograph"
+    )
+    astigmatism_um: float = Field(0.05, ge=0, le=5, description="defocus difference dfU - dfV (um)")
+    dose_e_per_A2: float = Field(40.0, gt=0, le=10000, description="total electron dose (e/A^2)")
+    detector: Literal["ideal", "counting", "k2", "k3", "falcon3", "falcon4"] = Field(
+        "k2", description="detector MTF/DQE preset"
+    )
+    ice_thickness_nm: float = Field(30.0, ge=0, le=500, description="vitreous ice thickness (nm)")
+    structural_noise: bool = Field(True, description="add structural ice noise (Gaussian random field)")
+    image_size_px: tuple[int, int] = Field((1024, 1024), description="[ny, nx] of each micrograph (px)")
+    specimen: str = Field("builtin", description="'builtin', a .pdb/.cif(.gz) path, or a 4-character PDB id")
+    n_particles: int = Field(30, ge=0, le=100000, description="particles per micrograph")
+    n_micrographs: int = Field(4, ge=1, le=100000, description="micrographs to simulate")
+    b_factor_A2: float = Field(20.0, ge=0, le=1000, description="CTF B-factor envelope (A^2)")
+    phase_shift_deg: float = Field(0.0, ge=-360, le=360, description="phase-plate phase shift (deg)")
+    specimen_diameter_A: float = Field(
+        120.0, gt=10, le=2000, description="diameter of the built-in specimen (A); ignored for a PDB file"
+    )
+
+    @field_validator("defocus_um", mode="before")
+    @classmethod
+    def _defocus_pair(cls, value):
+        if isinstance(value, (int, float)):
+            return (float(value), float(value))
+        return value
+
+    @field_validator("defocus_um")
+    @classmethod
+    def _defocus_range(cls, value):
+        low, high = value
+        if not (0 < low <= high <= 20):
+            raise ValueError("needs 0 < min <= max <= 20 (underfocus in micrometres, e.g. [1.0, 2.5])")
+        return value
+
+    @field_validator("image_size_px", mode="before")
+    @classmethod
+    def _size_pair(cls, value):
+        if isinstance(value, int):
+            return (value, value)
+        return value
+
+    @field_validator("image_size_px")
+    @classmethod
+    def _size_range(cls, value):
+        if min(value) < 64 or max(value) > 16384:
+            raise ValueError("each side must be between 64 and 16384 pixels, e.g. [1024, 1024]")
+        return value
+
+    @field_validator("specimen")
+    @classmethod
+    def _specimen_kind(cls, value: str):
+        value = value.strip()
+        if value == "builtin" or _PDB_ID.match(value):
+            return value
+        lowered = value.lower()
+        if lowered.endswith((".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz", ".mmcif.gz")):
+            return value
+        raise ValueError("must be 'builtin', a path ending in .pdb/.cif (optionally .gz) or a 4-character PDB id")
+
+    @property
+    def wavelength_A(self) -> float:
+        """Relativistic electron wavelength (Angstrom) at ``voltage_kV``."""
+        from .simulation.ctf import electron_wavelength_A
+
+        return electron_wavelength_A(self.voltage_kV)
+
+
+class _StageModel(_Model):
+    """Settings common to every stage."""
+
+    seed: int = Field(0, ge=0, description="random seed")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str):
+        if value == "auto" or value == "cpu" or re.fullmatch(r"cuda(:\d+)?", value):
+            return value
+        raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+class SimulateConfig(_StageModel):
+    """Stage ``simulate``: micrographs and training pairs from the experiment parameters."""
+
+    n_micrographs: int | None = Field(None, ge=1, description="override params.yaml's n_micrographs")
+    image_size_px: tuple[int, int] | None = Field(None, description="override params.yaml's image_size_px")
+    pair_patch_px: int = Field(256, ge=32, le=2048, description="side of the training patch pairs (px)")
+    n_pairs: int = Field(512, ge=2, description="(noisy, clean) training pairs cut from the simulated micrographs")
+
+
+class _TrainModel(_StageModel):
+    patch_px: int = Field(128, ge=32, le=1024, description="training crop side (px, multiple of 32)")
+    batch_size: int = Field(8, ge=1, le=1024)
+    steps: int = Field(2000, ge=1, description="optimiser steps")
+    lr: float = Field(1e-3, gt=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    val_fraction: float = Field(0.1, gt=0, lt=0.9, description="share of pairs held out for validation")
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
+    width: int = Field(32, ge=4, le=256, description="U-Net channels of the first level")
+    first_kernel: int = Field(3, ge=1, le=15, description="kernel size of the first convolution (odd)")
+    mixed_precision: bool = Field(True, description="use autocast on CUDA")
+
+    @field_validator("patch_px")
+    @classmethod
+    def _multiple_of_32(cls, value: int):
+        if value % 32:
+            raise ValueError("must be a multiple of 32 (the U-Net pools five times)")
+        return value
+
+    @field_validator("first_kernel")
+    @classmethod
+    def _odd(cls, value: int):
+        if value % 2 == 0:
+            raise ValueError("must be odd")
+        return value
+
+
+class CoarseTrainConfig(_TrainModel):
+    """Stage ``train-coarse``: the U-Net on simulated (noisy, clean) pairs."""
+
+
+class ExtractConfig(_StageModel):
+    """Stage ``extract-noise``: patch-similarity guided background patches (paper section 2.2.2)."""
+
+    patch_size: int = Field(320, ge=16, le=4096, description="d: side of the candidate patches (px)")
+    step: int | None = Field(None, ge=1, description="s: stride between candidates (default d/2)")
+    n_sub: int = Field(4, ge=2, le=64, description="N: local patches per candidate (a square number)")
+    threshold: float = Field(0.7, ge=-1, le=1, description="thre: minimum pairwise SSIM of a background patch")
+    criterion: Literal["ssim", "std", "meanvar"] = Field("ssim", description="background test")
+
+    @field_validator("n_sub")
+    @classmethod
+    def _square(cls, value: int):
+        root = round(value**0.5)
+        if root * root != value:
+            raise ValueError("must be a square number (4, 9, 16, ...)")
+        return value
+
+
+class GanConfig(_StageModel):
+    """Stage ``train-gan``: the WGAN-GP noise synthesizer (paper section 2.1.2)."""
+
+    patch_px: Literal[64, 128, 256] = Field(64, description="side of generated noise patches (px)")
+    latent_dim: int = Field(100, ge=1, le=4096)
+    width: int = Field(64, ge=4, le=1024, description="channels of the critic's first layer")
+    batch_size: int = Field(32, ge=2, le=1024)
+    iterations: int = Field(2000, ge=1, description="generator iterations")
+    n_critic: int = Field(5, ge=1, le=50)
+    gp_lambda: float = Field(10.0, ge=0)
+    lr: float = Field(1e-4, gt=0, lt=1)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.9, ge=0, lt=1)
+    checkpoint_every: int = Field(200, ge=1)
+
+
+class ReweightConfig(_StageModel):
+    """Stage ``reweight``: contrast-guided re-weighting (paper section 2.2.3)."""
+
+    method: Literal["paper", "matched"] = Field("matched", description="coefficient fit")
+    n_pairs: int = Field(512, ge=2)
+
+
+class FineTrainConfig(_TrainModel):
+    """Stage ``train-fine``: the U-Net initialised from the coarse one, on re-weighted pairs."""
+
+
+class DenoiseConfig(_StageModel):
+    """Whole-micrograph inference."""
+
+    tile: int = Field(512, ge=64, le=8192, description="tile side (px)")
+    overlap: int = Field(64, ge=0, le=2048, description="overlap between tiles (px)")
+    batch_size: int = Field(4, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self):
+        if 2 * self.overlap >= self.tile:
+            raise ValueError(f"overlap={self.overlap} must be less than half of tile={self.tile}")
+        return self
+
+
+STAGE_MODELS: dict[str, type[_StageModel]] = {
+    "simulate": SimulateConfig,
+    "train-coarse": CoarseTrainConfig,
+    "extract-noise": ExtractConfig,
+    "train-gan": GanConfig,
+    "reweight": ReweightConfig,
+    "train-fine": FineTrainConfig,
+    "denoise": DenoiseConfig,
+}
+
+# Profile defaults, stage by stage. Only sizes and lengths differ between profiles.
+_PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "simulate": {"n_micrographs": 2, "image_size_px": (256, 256), "pair_patch_px": 64, "n_pairs": 16},
+        "train-coarse": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
+        "extract-noise": {"patch_size": 64},
+        "train-gan": {"patch_px": 64, "batch_size": 4, "iterations": 3, "width": 8, "checkpoint_every": 2},
+        "reweight": {"n_pairs": 16},
+        "train-fine": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
+        "denoise": {"tile": 128, "overlap": 16},
+    },
+    "quick": {
+        "simulate": {"pair_patch_px": 256, "n_pairs": 256},
+        "train-coarse": {"patch_px": 128, "batch_size": 8, "steps": 400, "checkpoint_every": 100},
+        "extract-noise": {"patch_size": 128},
+        "train-gan": {"patch_px": 64, "batch_size": 32, "iterations": 300, "checkpoint_every": 100},
+        "reweight": {"n_pairs": 256},
+        "train-fine": {"patch_px": 128, "batch_size": 8, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
+        "denoise": {"tile": 512, "overlap": 64},
+    },
+    "full": {
+        "simulate": {"pair_patch_px": 320, "n_pairs": 8192},
+        "train-coarse": {"patch_px": 256, "batch_size": 32, "steps": 20000, "width": 48,
+                         "checkpoint_every": 1000},
+        "extract-noise": {"patch_size": 320},
+        "train-gan": {"patch_px": 128, "batch_size": 64, "iterations": 10000, "checkpoint_every": 1000},
+        "reweight": {"n_pairs": 8192},
+        "train-fine": {"patch_px": 256, "batch_size": 32, "steps": 10000, "lr": 3e-4, "width": 48,
+                       "checkpoint_every": 1000},
+        "denoise": {"tile": 1024, "overlap": 96, "batch_size": 8},
+    },
+}
+
+
+def format_validation_error(exc: ValidationError, *, source: str = "parameters") -> str:
+    """Turn a pydantic error into lines ``key = value: what is allowed``."""
+    lines = [f"invalid {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the parameter list in the README)"
+        lines.append(f"  {key} = {value!r}: {msg}")
+    return "\n".join(lines)
+
+
+def _validate(model: type[_Model], data: dict[str, Any], source: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=source)) from None
+
+
+def stage_config(stage: str, profile: str = "quick", /, **overrides: Any):
+    """Build the validated settings of ``stage`` for ``profile``, with ``overrides`` applied.
+
+    Parameters
+    ----------
+    stage : str
+        One of :data:`STAGE_MODELS` (``"simulate"``, ``"train-coarse"``, ...).
+    profile : {"smoke", "quick", "full"}
+    **overrides
+        Field values replacing the profile's defaults; ``None`` values are ignored.
+
+    Examples
+    --------
+    >>> stage_config("train-coarse", "smoke", steps=10).steps
+    10
+    """
+    if stage not in STAGE_MODELS:
+        raise ConfigError(f"unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}.")
+    if profile not in PROFILES:
+        raise ConfigError(f"profile = {profile!r}: unknown profile; use one of {', '.join(PROFILES)}.")
+    data = dict(_PROFILE_DEFAULTS[profile].get(stage, {}))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(STAGE_MODELS[stage], data, f"{stage} settings (profile {profile})")
+
+
+def load_params(source: str | os.PathLike | dict | ExperimentParams | None = None, **overrides: Any) -> ExperimentParams:
+    """Read and validate experiment parameters.
+
+    Parameters
+    ----------
+    source : path-like, dict, ExperimentParams or None
+        A YAML file, a mapping, parameters to copy, or None for the defaults (the embedded example).
+    **overrides
+        Keys replacing those of ``source``.
+
+    Returns
+    -------
+    ExperimentParams
+    """
+    name = "parameters"
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, ExperimentParams):
+        data = source.to_dict()
+    elif isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise InputError(f"parameter file {path} does not exist; write one (see data_manifests/ for examples).")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold one flat mapping of keys to values, got {type(data).__name__}.")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(ExperimentParams, data, name)
+
+
+def save_params(params: ExperimentParams, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write parameters as a flat YAML mapping (atomically)."""
+    from .io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
+    return path
