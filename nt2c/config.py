@@ -280,7 +280,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "extract-noise": {"patch_size": 128},
         "train-gan": {"patch_px": 64, "batch_size": 32, "iterations": 300, "checkpoint_every": 100},
         "reweight": {"n_pairs": 256},
-        "train-fine": {"patch_px": 128, "batch_size": 8, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
+        "train-fine": {"patch_px": 64, "batch_size": 16, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
         "denoise": {"tile": 512, "overlap": 64},
     },
     "full": {
@@ -290,7 +290,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "extract-noise": {"patch_size": 320},
         "train-gan": {"patch_px": 128, "batch_size": 64, "iterations": 10000, "checkpoint_every": 1000},
         "reweight": {"n_pairs": 8192},
-        "train-fine": {"patch_px": 256, "batch_size": 32, "steps": 10000, "lr": 3e-4, "width": 48,
+        "train-fine": {"patch_px": 128, "batch_size": 32, "steps": 10000, "lr": 3e-4, "width": 48,
                        "checkpoint_every": 1000},
         "denoise": {"tile": 1024, "overlap": 96, "batch_size": 8},
     },
