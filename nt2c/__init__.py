@@ -44,6 +44,11 @@ _EXPORTS: dict[str, str] = {
     "fetch": "nt2c.data",
     "load_manifest": "nt2c.data",
     "NT2CError": "nt2c.errors",
+    "fit_coefficients": "nt2c.reweighting",
+    "reweight_pairs": "nt2c.reweighting",
+    "modulate": "nt2c.reweighting",
+    "run_pipeline": "nt2c.workflow",
+    "simulate_experimental": "nt2c.experimental",
 }
 
 __all__ = ["__version__", *_EXPORTS]

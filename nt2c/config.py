@@ -226,6 +226,9 @@ class GanConfig(_StageModel):
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.9, ge=0, lt=1)
     checkpoint_every: int = Field(200, ge=1)
+    augment: bool = Field(True, description="random 90-degree rotations and flips (assume isotropic noise)")
+    holdout_fraction: float = Field(0.2, ge=0, lt=1, description="share of patches held out for the fidelity report")
+    n_eval: int = Field(256, ge=8, le=100000, description="patches per set in the fidelity report")
 
 
 class ReweightConfig(_StageModel):

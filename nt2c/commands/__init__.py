@@ -8,4 +8,6 @@ COMMANDS: dict[str, str] = {
     "fetch": "fetch",
     "simulate": "simulate",
     "notebooks": "notebooks",
+    "reweight": "reweight",
+    "run": "run",
 }

@@ -1,0 +1,316 @@
+"""Whole-micrograph denoising with a trained U-Net, and safe model files.
+
+A model is stored as two files: ``NAME.safetensors`` (the weights; loading it never executes code, unlike a
+pickled ``torch.save``) and ``NAME.json`` (the architecture arguments, the normalisation convention and how
+the model was trained). :func:`load_model` rebuilds the network from the sidecar and loads the weights.
+
+Normalisation convention (shared with :mod:`nt2c.training`): the network sees ``(x - mean) / std`` of its
+noisy input and predicts the clean image mapped by the *same* affine transform, so its prediction is mapped
+back with ``y * std + mean`` and comes out in the units of the input (counts per pixel for raw micrographs).
+Training uses each noisy patch's statistics, inference those of the whole micrograph.
+
+:func:`denoise_micrograph` cuts the (globally normalised) micrograph into overlapping tiles aligned to the
+U-Net's pooling grid, runs them in memory-capped batches and blends them with weights that are zero in the
+outer quarter of each overlap and ramp linearly across its middle half, so tile borders leave no seam. When a
+quarter of the overlap exceeds the network's receptive radius, the result equals one pass over the whole image
+up to float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .io import atomic_path, validate_image, write_json
+
+__all__ = ["load_model", "save_model", "read_model_info", "denoise_micrograph", "tile_starts", "blend_weights",
+           "estimate_tile_memory_MB"]
+
+log = logging.getLogger(__name__)
+
+NORMALIZATION = {
+    "input": "zscore",
+    "statistics": "mean and standard deviation of the noisy input (per patch in training, per micrograph at inference)",
+    "target": "the clean image mapped by the same affine transform as its noisy input",
+    "output": "prediction * std + mean, in the units of the input",
+}
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _weights(path: Path) -> Path:
+    return path.with_suffix(".safetensors")
+
+
+def save_model(model, path: str | os.PathLike, *, info: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``model``'s weights to ``path`` (safetensors) and its configuration to the ``.json`` beside it.
+
+    Parameters
+    ----------
+    model : nt2c.UNet
+    path : path-like
+        ``NAME.safetensors`` (the suffix is set if missing).
+    info : dict, optional
+        Extra JSON-serialisable entries for the sidecar (training settings, curves summary, ...).
+
+    Returns
+    -------
+    (weights_path, sidecar_path)
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+    from .models.unet import model_config
+
+    weights = _weights(Path(path))
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "nt2c-model", "arch": "nt2c.UNet"})
+    sidecar = {
+        "format": "nt2c-model",
+        "format_version": 1,
+        "nt2c_version": __version__,
+        "weights": weights.name,
+        "model": model_config(model),
+        "normalization": NORMALIZATION,
+    }
+    sidecar.update(info or {})
+    write_json(_sidecar(weights), sidecar)
+    return weights, _sidecar(weights)
+
+
+def read_model_info(path: str | os.PathLike) -> dict:
+    """The JSON sidecar of a model file (``NAME.safetensors`` or ``NAME.json``)."""
+    path = Path(path)
+    side = _sidecar(path)
+    if not side.is_file():
+        raise InputError(
+            f"{side} is missing: an nt2c model is NAME.safetensors plus NAME.json; copy both files "
+            "(or retrain with `nt2c train-coarse`)."
+        )
+    try:
+        info = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{side} is not valid JSON ({exc}); copy the model's .json sidecar again.") from exc
+    if not isinstance(info, dict) or info.get("format") != "nt2c-model" or "model" not in info:
+        raise InputError(f"{side} is not an nt2c model sidecar (no 'format': 'nt2c-model' / 'model' entries).")
+    return info
+
+
+def load_model(path: str | os.PathLike, *, device: str = "cpu"):
+    """Load a denoiser saved by :func:`save_model` (or the training stages), without unpickling anything.
+
+    Parameters
+    ----------
+    path : path-like
+        ``NAME.safetensors`` or its ``NAME.json`` sidecar; both files must exist.
+    device : str
+        Where to put the weights (``"auto"``, ``"cpu"``, ``"cuda[:N]"``).
+
+    Returns
+    -------
+    nt2c.UNet
+        In eval mode, with the sidecar available as ``model.nt2c_info``.
+
+    Raises
+    ------
+    InputError
+        When a file is missing, corrupt, or the weights do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .device import resolve_device
+    from .models.unet import build_model
+
+    path = Path(path)
+    weights = _weights(path)
+    if not weights.is_file():
+        raise InputError(f"model weights {weights} do not exist; train a model (`nt2c train-coarse --run RUN`) "
+                         "or pass the path of an existing NAME.safetensors.")
+    info = read_model_info(weights)
+    try:
+        model = build_model(info["model"])
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{_sidecar(weights)}: cannot build the model ({exc}).") from exc
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{weights} is not a readable safetensors file ({exc}); copy or retrain it.") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{weights} does not match the architecture in {_sidecar(weights)}: {exc}") from exc
+    model.nt2c_info = info
+    return model.to(resolve_device(device)).eval()
+
+
+# -- tiling -----------------------------------------------------------------------------------------------------
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles of side ``tile`` covering ``[0, size)`` with the given stride.
+
+    The last tile is shifted back to end at ``size``; ``tile >= size`` gives one tile at 0.
+    """
+    if tile >= size:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)
+    return sorted(set(starts))
+
+
+def blend_weights(start: int, tile: int, size: int, overlap: int) -> np.ndarray:
+    """1-D blending weights of the tile ``[start, start + tile)`` in an axis of length ``size``.
+
+    At an edge that borders another tile the weight is 0 over the outer ``overlap // 4`` pixels (the part
+    most affected by the missing context), then ramps linearly to 1 over the next ``overlap - 2 * (overlap // 4)``
+    pixels. At an image edge the weight is 1.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (tile,)
+    """
+    d = np.arange(tile, dtype=np.float64)
+    w = np.ones(tile)
+    crop = overlap // 4
+    ramp = max(overlap - 2 * crop, 1)
+    if start > 0:
+        w *= np.clip((d - crop + 1) / (ramp + 1), 0.0, 1.0)
+    if start + tile < size:
+        w *= np.clip((tile - 1 - d - crop + 1) / (ramp + 1), 0.0, 1.0)
+    return w
+
+
+def estimate_tile_memory_MB(model, tile_y: int, tile_x: int, batch_size: int) -> float:
+    """Rough peak activation memory (MB) of one inference batch (measured factor, with a safety margin)."""
+    width = getattr(model, "width", 48)
+    floats_per_px = 3.0 * width + 8.0
+    return 1.5 * 4.0 * floats_per_px * tile_y * tile_x * batch_size / 2**20
+
+
+def denoise_micrograph(
+    model,
+    image,
+    *,
+    device: str = "auto",
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    max_memory_MB: float = 1024.0,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Denoise a whole micrograph with overlapping, blended tiles.
+
+    Parameters
+    ----------
+    model : nt2c.UNet or path-like
+        A network (moved to ``device`` in place and set to eval mode) or a model file for :func:`load_model`.
+    image : array_like, shape (ny, nx)
+        The noisy micrograph (any real units; finite values).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+    tile : int
+        Tile side (px), rounded down to a multiple of the network's pooling factor (32); tiles never exceed
+        the (padded) image.
+    overlap : int
+        Pixels shared by neighbouring tiles (rounded up so that the stride is a multiple of 32); must be less
+        than half of ``tile``. The outer quarter of each overlap is discarded, the middle half cross-faded.
+    batch_size : int
+        Tiles per forward pass (reduced when ``max_memory_MB`` demands it).
+    max_memory_MB : float
+        Cap on the estimated activation memory of one batch (MB); the batch, then the tile, shrink to fit.
+    show_progress : bool
+        Show a progress bar over the tiles (subject to :func:`nt2c.set_progress`).
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (ny, nx)
+        The denoised micrograph in the units of ``image``.
+    """
+    import torch
+
+    from .device import resolve_device
+    from .models.unet import pad_to_multiple
+    from .progress import progress
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    arr = validate_image(image, name="image", ndim=2)
+    if tile < 32 or batch_size < 1 or overlap < 0 or 2 * overlap >= tile:
+        raise InputError(f"tile={tile}, overlap={overlap}, batch_size={batch_size}: need tile >= 32, "
+                         "0 <= overlap < tile / 2 and batch_size >= 1 (defaults: tile 512, overlap 64).")
+    if max_memory_MB <= 0:
+        raise InputError(f"max_memory_MB={max_memory_MB} must be positive (for example 1024).")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    if dev.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    multiple = int(getattr(model, "multiple", 32))
+
+    ny, nx = arr.shape
+    mean = float(arr.mean(dtype=np.float64))
+    std = float(arr.std(dtype=np.float64))
+    if not std > 0:
+        return np.full_like(arr, mean, dtype=np.float32)
+    norm = torch.from_numpy(((arr - mean) / std).astype(np.float32))
+    padded = pad_to_multiple(norm, multiple)
+    py, px = padded.shape
+
+    tile = max(multiple, (tile // multiple) * multiple)
+    ty, tx = min(tile, py), min(tile, px)
+    batch = batch_size
+    while estimate_tile_memory_MB(model, ty, tx, batch) > max_memory_MB:
+        if batch > 1:
+            batch = max(1, batch // 2)
+        elif max(ty, tx) > max(2 * multiple, 2 * overlap + multiple):
+            ty = max(multiple, (ty // 2 // multiple) * multiple)
+            tx = max(multiple, (tx // 2 // multiple) * multiple)
+        else:
+            break
+    if (ty, tx) != (min(tile, py), min(tile, px)) or batch != batch_size:
+        log.info("memory cap %.0f MB: tiles %dx%d, batch %d", max_memory_MB, ty, tx, batch)
+
+    def stride_for(t: int) -> int:
+        ov = min(overlap, t // 2 - 1) if t > 2 else 0
+        return max(multiple, ((t - ov) // multiple) * multiple)
+
+    sy, sx = stride_for(ty), stride_for(tx)
+    ovy, ovx = ty - sy, tx - sx
+    ys, xs = tile_starts(py, ty, sy), tile_starts(px, tx, sx)
+    wy = {y: blend_weights(y, ty, py, ovy) for y in ys}
+    wx = {x: blend_weights(x, tx, px, ovx) for x in xs}
+    wsum_y = np.zeros(py)
+    wsum_x = np.zeros(px)
+    for y in ys:
+        wsum_y[y:y + ty] += wy[y]
+    for x in xs:
+        wsum_x[x:x + tx] += wx[x]
+    if (wsum_y <= 0).any() or (wsum_x <= 0).any():  # cannot happen with overlap // 4 crops; kept as a guard
+        raise RuntimeError("tile weights leave pixels uncovered (a bug; please report)")
+
+    out = np.zeros((py, px), dtype=np.float32)
+    coords = [(y, x) for y in ys for x in xs]
+    bar = progress(total=len(coords), desc="denoise tiles", unit="tile", **({} if show_progress else {"disable": True}))
+    with torch.inference_mode():
+        for i in range(0, len(coords), batch):
+            chunk = coords[i:i + batch]
+            xb = torch.stack([padded[y:y + ty, x:x + tx] for y, x in chunk])[:, None]
+            xb = xb.to(dev)
+            if dev.type == "cpu":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = model(xb)
+            yb = yb.float().cpu().numpy()[:, 0]
+            for (y, x), pred in zip(chunk, yb):
+                out[y:y + ty, x:x + tx] += pred * np.outer(wy[y], wx[x]).astype(np.float32)
+            bar.update(len(chunk))
+    bar.close()
+    out /= np.outer(wsum_y, wsum_x).astype(np.float32)
+    result = out[:ny, :nx] * np.float32(std) + np.float32(mean)
+    return np.ascontiguousarray(result, dtype=np.float32)

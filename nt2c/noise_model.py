@@ -1,0 +1,656 @@
+"""The GAN noise synthesizer: WGAN-GP training on extracted noise patches, and bulk sampling.
+
+NT2C learns the noise of the user's micrographs from the few pure-noise patches that the extraction stage
+finds, and generates as many new noise patches as the re-weighting stage needs (paper section 2.1.2, Eq. 2).
+
+Training (:func:`train_gan`)
+----------------------------
+The critic ``D`` minimises Eq. 2 of the paper (Gulrajani et al. 2017)::
+
+    L_D = E[D(fake)] - E[D(real)] + lambda * E[(||grad_xhat D(xhat)||_2 - 1)^2],
+    xhat = eps * real + (1 - eps) * fake,   eps ~ U(0, 1) per sample,
+
+where the norm is taken **per sample over all of (C, H, W)** (:func:`gradient_penalty`); the reference code
+takes it over dim=1 (the single channel), which penalises every pixel's derivative separately. The generator
+``G`` minimises ``-E[D(G(z))]``; ``n_critic`` critic steps precede each generator step; both use Adam
+(lr 1e-4, betas (0.5, 0.9) as in Gulrajani et al.; the reference code's beta2 = 0.999 adapts too slowly for the
+non-stationary critic loss).
+
+Data: the patches are z-scored with the *training set's* global mean and standard deviation (one scalar each,
+stored in ``gan.json`` and undone by :func:`sample_noise`); each batch holds ``batch_size`` distinct patches,
+randomly cropped to the GAN size, randomly rotated by a multiple of 90 degrees and flipped. Crops preserve
+the statistics of stationary noise; rotations and flips preserve those of isotropic noise (set ``augment=False``
+for a detector with direction-dependent correlations).
+
+Everything is seeded (a CPU ``torch.Generator`` draws batches, latents and interpolation weights, so a CPU
+and a CUDA run see the same data); a checkpoint (``RUN/checkpoints/gan.pt``: networks, optimisers, random
+state, curves) is written every ``checkpoint_every`` iterations, and a rerun resumes from it -- bit for bit the
+run it continues, on the same device.
+
+After training, the generator's batch-norm statistics are re-estimated over many batches at the final weights
+(the running averages kept during training lag behind the changing generator), and the generator is used in
+evaluation mode: each generated patch then depends only on its own latent vector, not on the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import GanConfig, stage_config
+from .errors import InputError, StageError
+from .io import atomic_path, read_json, read_mrc, validate_image, write_json
+from .progress import progress
+
+__all__ = [
+    "gradient_penalty",
+    "train_gan",
+    "TrainedGan",
+    "save_generator",
+    "load_generator",
+    "sample_noise",
+    "split_patches",
+    "fidelity_sets",
+    "noise_fidelity_report",
+    "train_gan_stage",
+]
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT_VERSION = 1
+# settings that may change between a checkpoint and the run resuming from it
+_RESUMABLE = ("iterations", "checkpoint_every", "device", "holdout_fraction", "n_eval")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------------------------------------
+def gradient_penalty(critic, real, fake, *, eps=None, generator=None, return_norms: bool = False):
+    """The WGAN-GP gradient penalty, per sample over (C, H, W).
+
+    Parameters
+    ----------
+    critic : callable
+        Maps a (B, C, H, W) tensor to (B,) scores (or (B, 1)).
+    real, fake : torch.Tensor, shape (B, C, H, W)
+        Real and generated samples (``fake`` detached from the generator).
+    eps : torch.Tensor, shape (B,) or (B, 1, 1, 1), optional
+        Interpolation weights in [0, 1]; drawn uniformly when omitted.
+    generator : torch.Generator, optional
+        CPU generator for ``eps``.
+    return_norms : bool
+        Also return the per-sample gradient norms.
+
+    Returns
+    -------
+    penalty : torch.Tensor, scalar
+        ``mean_i (||grad D(xhat_i)||_2 - 1)^2`` with the norm over all of sample i's values.
+    norms : torch.Tensor, shape (B,)
+        Only with ``return_norms``.
+    """
+    import torch
+
+    if real.shape != fake.shape:
+        raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} batches differ in shape")
+    b = real.shape[0]
+    if eps is None:
+        eps = torch.rand(b, generator=generator)
+    eps = eps.reshape(b, *([1] * (real.dim() - 1))).to(device=real.device, dtype=real.dtype)
+    xhat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(xhat)
+    (grad,) = torch.autograd.grad(scores.sum(), xhat, create_graph=True)
+    norms = grad.reshape(b, -1).norm(2, dim=1)
+    penalty = ((norms - 1.0) ** 2).mean()
+    return (penalty, norms) if return_norms else penalty
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------------------
+def _check_patches(patches, settings: GanConfig, *, name: str = "noise patches") -> np.ndarray:
+    arr = validate_image(patches, name=name, ndim=(2, 3))
+    if arr.ndim == 2:
+        arr = arr[None]
+    n, h, w = arr.shape
+    if min(h, w) < settings.patch_px:
+        raise InputError(
+            f"{name} are {h} x {w} px, smaller than the GAN's patch_px = {settings.patch_px}; extract larger "
+            f"patches (extract-noise patch_size >= {settings.patch_px}) or train a smaller GAN (patch_px=64)."
+        )
+    if n < settings.batch_size:
+        raise InputError(
+            f"{n} {name} are too few for a batch of {settings.batch_size} distinct patches; extract more "
+            "(more micrographs, a lower extract-noise threshold) or lower train-gan batch_size."
+        )
+    if float(arr.std()) == 0.0:
+        raise InputError(f"{name} are constant; noise patches must vary (check the extraction).")
+    return arr
+
+
+def split_patches(n: int, holdout_fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``n`` patch indices into training and held-out sets (seeded).
+
+    Returns
+    -------
+    train, heldout : numpy.ndarray of int
+        Sorted indices; ``heldout`` holds ``round(holdout_fraction * n)`` of them (at least one when the
+        fraction is positive and ``n >= 2``).
+    """
+    n_hold = int(round(holdout_fraction * n))
+    if holdout_fraction > 0 and n >= 2:
+        n_hold = max(1, n_hold)
+    n_hold = min(n_hold, n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+class _Batches:
+    """Random augmented crops of z-scored patches, drawn with a CPU torch.Generator."""
+
+    def __init__(self, data, patch_px: int, batch_size: int, augment: bool, generator, device):
+        self.data = data  # (n, h, w) float32 tensor on device
+        self.d = patch_px
+        self.b = batch_size
+        self.augment = augment
+        self.g = generator
+        self.device = device
+        self.order: list[int] = []
+
+    def __call__(self):
+        import torch
+
+        n, h, w = self.data.shape
+        if len(self.order) < self.b:
+            self.order += torch.randperm(n, generator=self.g).tolist()
+        idx, self.order = self.order[: self.b], self.order[self.b :]
+        ys = torch.randint(0, h - self.d + 1, (self.b,), generator=self.g).tolist()
+        xs = torch.randint(0, w - self.d + 1, (self.b,), generator=self.g).tolist()
+        rots = torch.randint(0, 4, (self.b,), generator=self.g).tolist()
+        flips = torch.randint(0, 2, (self.b,), generator=self.g).tolist()
+        crops = []
+        for i, y, x, k, f in zip(idx, ys, xs, rots, flips):
+            c = self.data[i, y : y + self.d, x : x + self.d]
+            if self.augment:
+                c = torch.rot90(c, k, dims=(0, 1))
+                if f:
+                    c = torch.flip(c, dims=(1,))
+            crops.append(c)
+        return torch.stack(crops)[:, None].contiguous()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainedGan:
+    """Result of :func:`train_gan`.
+
+    Attributes
+    ----------
+    generator, critic : torch.nn.Module
+        The networks (generator in evaluation mode, batch-norm statistics recalibrated).
+    mean, std : float
+        z-score of the training patches (their units).
+    curves : dict of str to list
+        Per generator iteration: ``iteration``, ``critic_loss``, ``generator_loss``, ``wasserstein_estimate``
+        (``E[D(real)] - E[D(fake)]``, mean over the critic steps), ``gradient_penalty``, ``grad_norm``
+        (mean per-sample critic gradient norm at the interpolates), ``seconds`` (cumulative wall time).
+    settings : GanConfig
+    resumed_from : int
+        Iteration the run resumed from (0 for a fresh run).
+    """
+
+    generator: object
+    critic: object
+    mean: float
+    std: float
+    curves: dict = field(default_factory=dict)
+    settings: GanConfig | None = None
+    resumed_from: int = 0
+
+
+def _fingerprint(settings: GanConfig, data: np.ndarray) -> dict:
+    keep = {k: v for k, v in settings.to_dict().items() if k not in _RESUMABLE}
+    keep["data_sha1"] = hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()
+    keep["data_shape"] = list(data.shape)
+    keep["version"] = _CHECKPOINT_VERSION
+    return keep
+
+
+def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: str | os.PathLike | None = None,
+              device: str | None = None) -> TrainedGan:
+    """Train the WGAN-GP noise synthesizer on a stack of noise patches.
+
+    Parameters
+    ----------
+    patches : array_like, shape (n, h, w)
+        Pure-noise patches (any units, e.g. counts/px), ``h, w >= settings.patch_px``, ``n >= batch_size``.
+    settings : GanConfig, optional
+        Network sizes and optimisation (default: the quick profile's).
+    checkpoint_path : path-like, optional
+        Where to keep resumable state; an existing compatible checkpoint is resumed.
+    device : str, optional
+        Overrides ``settings.device``.
+
+    Returns
+    -------
+    TrainedGan
+    """
+    import torch
+
+    from .device import resolve_device
+    from .models.gan import Critic, Generator
+
+    settings = settings or stage_config("train-gan", "quick")
+    data = _check_patches(patches, settings)
+    dev = resolve_device(device or settings.device)
+    mean = float(data.mean(dtype=np.float64))
+    std = float(data.std(dtype=np.float64))
+    z_data = torch.from_numpy(((data - mean) / std).astype(np.float32)).to(dev)
+
+    torch.manual_seed(settings.seed)
+    gen = Generator(patch_px=settings.patch_px, latent_dim=settings.latent_dim, width=settings.width).to(dev)
+    critic = Critic(patch_px=settings.patch_px, width=settings.width).to(dev)
+    betas = (settings.beta1, settings.beta2)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=settings.lr, betas=betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=betas)
+    rng = torch.Generator().manual_seed(settings.seed)
+    names = ("iteration", "critic_loss", "generator_loss", "wasserstein_estimate", "gradient_penalty", "grad_norm",
+             "seconds")
+    curves: dict[str, list] = {k: [] for k in names}
+    start = 0
+    fingerprint = _fingerprint(settings, data)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if ckpt is not None and ckpt.is_file():
+        try:
+            state = torch.load(ckpt, map_location=dev, weights_only=True)
+        except Exception as exc:  # corrupt or foreign file
+            log.warning("ignoring unreadable GAN checkpoint %s (%s); training from scratch", ckpt, exc)
+            state = None
+        if state is not None and state.get("fingerprint") == fingerprint and state["iteration"] <= settings.iterations:
+            gen.load_state_dict(state["generator"])
+            critic.load_state_dict(state["critic"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            rng.set_state(state["rng"])
+            curves = {k: list(state["curves"][k]) for k in names}
+            start = int(state["iteration"])
+            log.info("resuming GAN training from iteration %d (%s)", start, ckpt)
+        elif state is not None:
+            log.info("GAN checkpoint %s was made with other settings or data; training from scratch", ckpt)
+
+    batches = _Batches(z_data, settings.patch_px, settings.batch_size, settings.augment, rng, dev)
+    b = settings.batch_size
+
+    def latent():
+        return torch.randn(b, settings.latent_dim, generator=rng).to(dev)
+
+    def save_checkpoint(iteration: int) -> None:
+        if ckpt is None:
+            return
+        state = {
+            "fingerprint": fingerprint, "iteration": iteration, "generator": gen.state_dict(),
+            "critic": critic.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "rng": rng.get_state(), "curves": curves,
+        }
+        with atomic_path(ckpt) as tmp:
+            torch.save(state, tmp)
+
+    gen.train()
+    critic.train()
+    t0 = time.perf_counter() - (curves["seconds"][-1] if curves["seconds"] else 0.0)
+    bar = progress(range(start, settings.iterations), initial=start, total=settings.iterations, desc="WGAN-GP")
+    for it in bar:
+        d_losses, w_est, gps, gnorms = [], [], [], []
+        for _ in range(settings.n_critic):
+            real = batches()
+            with torch.no_grad():
+                fake = gen(latent())
+            eps = torch.rand(b, generator=rng)
+            d_real = critic(real).mean()
+            d_fake = critic(fake).mean()
+            gp, norms = gradient_penalty(critic, real, fake, eps=eps, return_norms=True)
+            loss_d = d_fake - d_real + settings.gp_lambda * gp
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            d_losses.append(loss_d.item())
+            w_est.append((d_real - d_fake).item())
+            gps.append(gp.item())
+            gnorms.append(norms.mean().item())
+        for p in critic.parameters():
+            p.requires_grad_(False)
+        loss_g = -critic(gen(latent())).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in critic.parameters():
+            p.requires_grad_(True)
+        for key, value in zip(names, (it + 1, np.mean(d_losses), loss_g.item(), np.mean(w_est), np.mean(gps),
+                                      np.mean(gnorms), time.perf_counter() - t0)):
+            curves[key].append(float(value))
+        if not all(math.isfinite(curves[k][-1]) for k in ("critic_loss", "generator_loss")):
+            raise StageError(
+                f"GAN training diverged at iteration {it + 1} (loss not finite); lower lr (now {settings.lr}) "
+                "or check the patches for outliers."
+            )
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(W=f"{curves['wasserstein_estimate'][-1]:.3f}", gp=f"{curves['gradient_penalty'][-1]:.3f}")
+        if (it + 1) % settings.checkpoint_every == 0 or it + 1 == settings.iterations:
+            save_checkpoint(it + 1)
+
+    recalibrate_batchnorm(gen, settings.latent_dim, batch_size=max(b, 32), batches=32, generator=rng, device=dev)
+    return TrainedGan(generator=gen.eval(), critic=critic.eval(), mean=mean, std=std, curves=curves,
+                      settings=settings, resumed_from=start)
+
+
+def recalibrate_batchnorm(gen, latent_dim: int, *, batch_size: int = 64, batches: int = 32, generator=None,
+                          device=None) -> None:
+    """Re-estimate the generator's batch-norm statistics at its current weights (cumulative average).
+
+    Parameters
+    ----------
+    gen : torch.nn.Module
+        The generator; left in evaluation mode.
+    latent_dim : int
+    batch_size, batches : int
+        ``batches`` forward passes of ``batch_size`` latent vectors.
+    generator : torch.Generator, optional
+        CPU generator for the latents.
+    """
+    import torch
+
+    bns = [m for m in gen.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the passes below
+    gen.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            gen(torch.randn(batch_size, latent_dim, generator=generator).to(device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    gen.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# saving, loading, sampling
+# ---------------------------------------------------------------------------------------------------------
+def save_generator(path: str | os.PathLike, trained: TrainedGan, *, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write the generator to ``path`` (safetensors) and its sidecar ``path.with_suffix('.json')``.
+
+    The sidecar holds the architecture, the normalisation (``mean``, ``std``: ``patch = std * G(z) + mean``)
+    and the training settings, plus ``extra``.
+    """
+    from safetensors.torch import save_file
+
+    from .models.gan import gan_architecture
+
+    path = Path(path)
+    s = trained.settings
+    tensors = {k: v.detach().cpu().contiguous() for k, v in trained.generator.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "model": "nt2c.models.gan.Generator"})
+    sidecar = {
+        "model": "gan-generator",
+        "architecture": gan_architecture(patch_px=s.patch_px, latent_dim=s.latent_dim, width=s.width),
+        "normalisation": {"kind": "z-score over the training patches", "mean": trained.mean, "std": trained.std,
+                          "inverse": "patch = std * G(z) + mean"},
+        "latent": "standard normal",
+        "settings": s.to_dict(),
+        "iterations_done": len(trained.curves.get("iteration", [])),
+        **(extra or {}),
+    }
+    json_path = write_json(path.with_suffix(".json"), sidecar)
+    return path, json_path
+
+
+def _model_paths(model_path) -> tuple[Path, Path]:
+    path = Path(model_path)
+    if path.is_dir():  # a run directory
+        path = path / "models" / "gan.safetensors"
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    sidecar = path.with_suffix(".json")
+    if not path.is_file() or not sidecar.is_file():
+        raise InputError(
+            f"no trained GAN at {path} (with sidecar {sidecar.name}); train one with `nt2c train-gan --run RUN`."
+        )
+    return path, sidecar
+
+
+def load_generator(model_path, *, device: str = "auto"):
+    """Load a trained generator and its sidecar.
+
+    Parameters
+    ----------
+    model_path : path-like
+        ``gan.safetensors`` (or its ``.json`` sidecar, or a run directory).
+    device : str
+
+    Returns
+    -------
+    generator : nt2c.models.gan.Generator
+        In evaluation mode, on ``device``.
+    meta : dict
+        The sidecar (architecture, normalisation, settings).
+    """
+    from safetensors.torch import load_file
+
+    from .device import resolve_device
+    from .models.gan import Generator
+
+    path, sidecar = _model_paths(model_path)
+    meta = read_json(sidecar)
+    try:
+        arch = meta["architecture"]
+        norm = meta["normalisation"]
+        gen = Generator(patch_px=arch["patch_px"], latent_dim=arch["latent_dim"], width=arch["width"])
+        float(norm["mean"]), float(norm["std"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{sidecar} is not a GAN sidecar ({exc!r} missing); train the GAN again.") from exc
+    try:
+        state = load_file(str(path))
+        gen.load_state_dict(state)
+    except Exception as exc:
+        raise InputError(f"{path} does not hold the generator described in {sidecar.name} ({exc}); "
+                         "train the GAN again.") from exc
+    dev = resolve_device(device)
+    return gen.to(dev).eval(), meta
+
+
+def sample_noise(model_path, n: int, *, seed: int = 0, device: str = "auto", batch_size: int = 256) -> np.ndarray:
+    """Generate noise patches with a trained GAN.
+
+    Parameters
+    ----------
+    model_path : path-like
+        ``RUN/models/gan.safetensors`` (or its sidecar, or the run directory).
+    n : int
+        Number of patches.
+    seed : int
+        Seed of the latent vectors; the same seed gives the same patches for any ``batch_size``.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+    batch_size : int
+        Patches per forward pass (memory only).
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (n, d, d)
+        Noise in the units of the training patches (``std * G(z) + mean``).
+    """
+    import torch
+
+    if int(n) < 1:
+        raise InputError(f"n = {n}: ask for at least one noise patch.")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size = {batch_size} must be at least 1.")
+    n, batch_size = int(n), int(batch_size)
+    gen, meta = load_generator(model_path, device=device)
+    dev = next(gen.parameters()).device
+    mean, std = float(meta["normalisation"]["mean"]), float(meta["normalisation"]["std"])
+    d = gen.patch_px
+    out = np.empty((n, d, d), dtype=np.float32)
+    rng = torch.Generator().manual_seed(int(seed))
+    block = 4096  # latents are drawn in fixed blocks, so batch_size does not change them
+    with torch.no_grad():
+        for b0 in range(0, n, block):
+            z_block = torch.randn(block, gen.latent_dim, generator=rng)[: min(block, n - b0)]
+            for s0 in range(0, z_block.shape[0], batch_size):
+                z = z_block[s0 : s0 + batch_size].to(dev)
+                x = gen(z)[:, 0].float().cpu().numpy()
+                out[b0 + s0 : b0 + s0 + len(x)] = x * std + mean
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fidelity report
+# ---------------------------------------------------------------------------------------------------------
+def _simulator_noise(run, d: int) -> tuple[np.ndarray | None, str]:
+    sim = run.path / "simulated"
+    noisy_p, clean_p = sim / "pairs_noisy.mrcs", sim / "pairs_clean.mrcs"
+    if not (noisy_p.is_file() and clean_p.is_file()):
+        return None, "no RUN/simulated/pairs_noisy.mrcs and pairs_clean.mrcs"
+    noisy, _ = read_mrc(noisy_p)
+    clean, _ = read_mrc(clean_p)
+    if noisy.shape != clean.shape or noisy.ndim != 3:
+        return None, f"simulated pairs have mismatched shapes {noisy.shape} and {clean.shape}"
+    if min(noisy.shape[1:]) < d:
+        return None, f"simulated pairs ({noisy.shape[1]} px) are smaller than the GAN patches ({d} px)"
+    return noisy - clean, "RUN/simulated/pairs_noisy.mrcs - pairs_clean.mrcs"
+
+
+def fidelity_sets(run, *, model_path=None, n: int | None = None, seed: int | None = None,
+                  device: str = "auto") -> tuple[dict[str, np.ndarray], dict]:
+    """Rebuild the patch sets scored in ``RUN/report/noise_fidelity.json``.
+
+    Parameters
+    ----------
+    run : RunDir or path-like
+    model_path : path-like, optional
+        Default ``RUN/models/gan.safetensors``.
+    n : int, optional
+        Patches per set (default: the GAN's ``n_eval`` setting).
+    seed : int, optional
+        Default: the GAN's training seed.
+    device : str
+
+    Returns
+    -------
+    sets : dict of str to numpy.ndarray, each (n, d, d) float32
+        ``"real (held-out)"``: random crops of the held-out patches (never seen in training);
+        ``"gan"``: generated; ``"simulator"`` (when the run has simulated pairs): the simulator's noise
+        ``noisy - clean``, crops shifted to the held-out mean (the difference is zero-mean by construction);
+        ``"real (train)"``: crops of the training patches -- the score a perfect model would get given the
+        finite sample sizes.
+    info : dict
+        Where each set came from.
+    """
+    from .fidelity import random_crops
+    from .rundir import RunDir
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    model_path = model_path or run.path / "models" / "gan.safetensors"
+    _, sidecar = _model_paths(model_path)
+    meta = read_json(sidecar)
+    s = meta["settings"]
+    d = int(meta["architecture"]["patch_px"])
+    n = int(n or s.get("n_eval", 256))
+    seed = int(s["seed"] if seed is None else seed)
+    patches_path = run.path / "noise" / "patches.mrcs"
+    patches, _ = read_mrc(patches_path)
+    if patches.ndim == 2:
+        patches = patches[None]
+    split = meta.get("split", {})
+    heldout = np.asarray(split.get("heldout", []), dtype=int)
+    train = np.asarray(split.get("train", range(len(patches))), dtype=int)
+    if heldout.size == 0:
+        raise StageError("the GAN was trained without held-out patches (holdout_fraction = 0); "
+                         "train it again with holdout_fraction > 0 to score it.")
+    if max(heldout.max(), train.max()) >= len(patches):
+        raise StageError(f"{patches_path} changed since the GAN was trained; run `nt2c train-gan --force`.")
+    real = random_crops(patches[heldout], d, n, seed=seed + 1)
+    sets = {"real (held-out)": real, "gan": sample_noise(model_path, n, seed=seed + 2, device=device)}
+    info = {"real (held-out)": f"{len(heldout)} held-out patches of {patches_path.name}, {n} random {d} px crops",
+            "gan": f"{n} patches from {Path(model_path).name}"}
+    sim, why = _simulator_noise(run, d)
+    if sim is not None:
+        crops = random_crops(sim, d, n, seed=seed + 3)
+        shift = float(real.mean(dtype=np.float64) - crops.mean(dtype=np.float64))
+        sets["simulator"] = (crops + shift).astype(np.float32)
+        info["simulator"] = f"{why}, {n} random {d} px crops, shifted by {shift:.4g} to the held-out mean"
+    else:
+        info["simulator"] = f"not available: {why}"
+    sets["real (train)"] = random_crops(patches[train], d, n, seed=seed + 4)
+    info["real (train)"] = f"{len(train)} training patches, {n} random {d} px crops (the sampling floor)"
+    info["white_gaussian"] = "white Gaussian noise with the held-out pixel mean and variance"
+    return sets, info
+
+
+def noise_fidelity_report(run, *, model_path=None, n: int | None = None, seed: int | None = None,
+                          device: str = "auto", window: int = 3) -> dict:
+    """Score the GAN and the baselines against the held-out real patches.
+
+    Returns
+    -------
+    dict
+        ``rows`` (model name to :func:`nt2c.fidelity.noise_fidelity` result: ``gan``, ``white_gaussian``,
+        ``simulator`` when available, ``real (train)``), ``sources`` (where each set came from), ``patch_px``,
+        ``n_per_set``, ``window``.
+    """
+    from .fidelity import fidelity_table
+
+    sets, info = fidelity_sets(run, model_path=model_path, n=n, seed=seed, device=device)
+    real = sets.pop("real (held-out)")
+    ordered = {"gan": sets["gan"], "white_gaussian": None, "simulator": sets.get("simulator"),
+               "real (train)": sets["real (train)"]}
+    rows = fidelity_table(real, {k: v for k, v in ordered.items() if k != "white_gaussian"},
+                          window=window, seed=int(seed or 0) + 5)
+    rows = {k: rows[k] for k in ordered if k in rows}
+    return {"reference": info["real (held-out)"], "sources": info, "patch_px": int(real.shape[1]),
+            "n_per_set": int(real.shape[0]), "window": window, "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the pipeline stage
+# ---------------------------------------------------------------------------------------------------------
+def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
+    """Stage ``train-gan``: train on ``RUN/noise/patches.mrcs``, save the generator, score it.
+
+    Writes ``RUN/models/gan.safetensors`` + ``gan.json``, ``RUN/report/gan_curves.json`` and
+    ``RUN/report/noise_fidelity.json``; keeps ``RUN/checkpoints/gan.pt`` for resuming.
+    """
+    patches_path = run.path / "noise" / "patches.mrcs"
+    if not patches_path.is_file():
+        raise StageError(f"{patches_path} is missing; run `nt2c extract-noise --run {run.path}` first.")
+    patches, pixel_size_A = read_mrc(patches_path)
+    if patches.ndim == 2:
+        patches = patches[None]
+    train_idx, held_idx = split_patches(len(patches), settings.holdout_fraction, seed=settings.seed)
+    if settings.holdout_fraction > 0 and len(train_idx) < settings.batch_size:
+        raise InputError(
+            f"{patches_path} holds {len(patches)} patches; after holding out {len(held_idx)} for the fidelity "
+            f"report, {len(train_idx)} are too few for batch_size = {settings.batch_size}. Extract more patches, "
+            "lower batch_size or holdout_fraction."
+        )
+    trained = train_gan(patches[train_idx], settings, checkpoint_path=run.checkpoints / "gan.pt")
+    model_path, json_path = save_generator(
+        run.models / "gan.safetensors", trained,
+        extra={"source": str(patches_path.relative_to(run.path)), "pixel_size_A": pixel_size_A,
+               "split": {"train": train_idx.tolist(), "heldout": held_idx.tolist()}},
+    )
+    curves_path = write_json(run.report / "gan_curves.json", trained.curves)
+    outputs = [model_path, json_path, curves_path]
+    if len(held_idx):
+        report = noise_fidelity_report(run, model_path=model_path, device=settings.device)
+        outputs.append(write_json(run.report / "noise_fidelity.json", report))
+    return outputs

@@ -1,0 +1,121 @@
+"""`nt2c run` end to end in the smoke profile: completes, a second call does no work, a killed run resumes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from nt2c.workflow import PIPELINE_STAGES, read_micrograph_list, resolve_micrographs, run_pipeline
+
+
+def _stamp_times(run_path):
+    return {p.name: p.stat().st_mtime_ns for p in sorted((run_path / "stamps").glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One complete smoke-profile run through the command line (the embedded default)."""
+    from nt2c.cli import main
+
+    out = tmp_path_factory.mktemp("nt2c_run") / "run"
+    assert main(["run", "--out", str(out), "--profile", "smoke", "--device", "cpu"]) == 0
+    return out
+
+
+def test_run_completes_on_the_embedded_default(smoke_run):
+    from nt2c.io import read_json, read_mrc
+    from nt2c.rundir import RunDir
+
+    run = RunDir(smoke_run)
+    for stage in PIPELINE_STAGES:
+        assert run.is_complete(stage), stage
+    micrographs = read_micrograph_list(run)
+    assert len(micrographs) >= 1
+    assert all(str(m).startswith(str(smoke_run / "experimental")) for m in micrographs)
+    for mic in micrographs:
+        raw, _ = read_mrc(mic)
+        out, _ = read_mrc(smoke_run / "denoised" / mic.name)
+        assert out.shape == raw.shape and np.isfinite(out).all()
+    report = read_json(smoke_run / "report" / "report.json")
+    assert set(report["seconds_per_stage"]) == set(PIPELINE_STAGES)
+    assert all(report["seconds_per_stage"][s] is not None for s in PIPELINE_STAGES)
+    row = report["micrographs"][0]
+    assert set(row["psnr_db"]) == {"raw", "coarse", "fine (NT2C)"}  # the stand-ins have clean images
+    assert (smoke_run / "report" / row["figure"]).is_file()
+    assert (smoke_run / "report" / "report.md").read_text().startswith("# NT2C run report")
+
+
+def test_second_invocation_does_no_work(smoke_run):
+    before = _stamp_times(smoke_run)
+    denoised = {p: p.stat().st_mtime_ns for p in (smoke_run / "denoised").glob("*.mrc")}
+    report_time = (smoke_run / "report" / "report.json").stat().st_mtime_ns
+    result = run_pipeline(out=smoke_run, profile="smoke", device="cpu")
+    assert not result.did_work, (result.stages_run, result.newly_denoised, result.report_written)
+    assert _stamp_times(smoke_run) == before
+    assert {p: p.stat().st_mtime_ns for p in denoised} == denoised
+    assert (smoke_run / "report" / "report.json").stat().st_mtime_ns == report_time
+
+
+def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
+    """Interrupt train-fine after its first checkpoint, then run again: only train-fine runs, from the checkpoint."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from nt2c.config import stage_config
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    (run_path / "micrographs.txt").write_text((smoke_run / "micrographs.txt").read_text())
+    for path in [run_path / "stamps" / "train-fine.json", *run_path.glob("models/fine*"),
+                 *run_path.glob("checkpoints/*fine*"), *run_path.glob("denoised/*")]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    kept = _stamp_times(run_path)
+    fine = stage_config("train-fine", "smoke")
+    steps = []
+
+    def kill_after_first_checkpoint(optimizer, args, kwargs):
+        steps.append(1)
+        if len(steps) > fine.checkpoint_every:
+            raise KeyboardInterrupt
+
+    handle = register_optimizer_step_post_hook(kill_after_first_checkpoint)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(out=run_path, profile="smoke", device="cpu")
+    finally:
+        handle.remove()
+    assert not (run_path / "stamps" / "train-fine.json").exists()
+    assert any(run_path.glob("checkpoints/*fine*")), "train-fine left no checkpoint to resume from"
+
+    resumed = []
+    handle = register_optimizer_step_post_hook(lambda *a: resumed.append(1))
+    try:
+        result = run_pipeline(out=run_path, profile="smoke", device="cpu")
+    finally:
+        handle.remove()
+    assert result.stages_run == ["train-fine"]
+    assert {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"} == kept
+    assert 0 < len(resumed) <= fine.steps - fine.checkpoint_every  # continued, not restarted
+    assert len(result.newly_denoised) >= 1
+
+
+def test_resolve_micrographs_errors(tmp_path):
+    from nt2c.errors import InputError
+
+    with pytest.raises(InputError, match="matches no file"):
+        resolve_micrographs(str(tmp_path / "*.mrc"))
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_micrographs([tmp_path / "missing.mrc"])
+    (tmp_path / "b.mrc").write_bytes(b"")
+    (tmp_path / "a.mrc").write_bytes(b"")
+    assert [p.name for p in resolve_micrographs(str(tmp_path / "*.mrc"))] == ["a.mrc", "b.mrc"]
+
+
+def test_other_micrographs_in_an_existing_run_are_refused(smoke_run, tmp_path):
+    from nt2c.errors import ConfigError
+    from nt2c.io import write_mrc
+
+    other = write_mrc(tmp_path / "other.mrc", np.zeros((64, 64), np.float32))
+    with pytest.raises(ConfigError, match="other micrographs"):
+        run_pipeline(out=smoke_run, micrographs=[other], profile="smoke", device="cpu")
