@@ -20,9 +20,16 @@ match the input's: the metrics fit scale and offset or are scale-free). A method
 model is missing raises :class:`MethodUnavailableError` saying how to get it; :func:`method_status` tells
 in advance which methods can run.
 
-Timing on this project's 2-core CPU (shared machine, indicative): ``lowpass`` and ``gaussian`` take
-milliseconds on a 1024^2 micrograph; ``bm3d`` about 30 s (``stages="hard"`` halves it); ``topaz`` about
-15 s including the program start.
+Installing Topaz: ``pip install topaz-em`` puts a ``topaz`` program on the PATH. Two known snags of topaz-em
+0.3.20 with recent stacks: ``topaz denoise`` imports Topaz's training code, which needs a ``torchvision`` matching
+the installed torch (``NT2C_TOPAZ="python -m topaz.commands.denoise"`` runs the denoising command alone and avoids
+it), and it finds its pretrained weights through ``pkg_resources``, which setuptools 81 removed
+(``pip install "setuptools<81"`` beside it restores it).
+
+Timing on this project's 2-core CPU (indicative): ``lowpass`` and ``gaussian`` take well under a second on a
+1024^2 micrograph; ``bm3d`` took 7 s on a 512^2 crop with the cores idle (so about 30 s for 1024^2;
+``stages="hard"`` halves it) and 3-4 minutes for a 927 x 959 micrograph while the cores were shared by several
+jobs; ``topaz`` (``unet``, CPU) took 13 s on that micrograph idle, 40 s shared, including the program start.
 """
 
 from __future__ import annotations
@@ -115,7 +122,9 @@ def gaussian_filter(image: np.ndarray, *, sigma_px: float = 1.0) -> np.ndarray:
 
     if not sigma_px > 0:
         raise InputError(f"sigma_px={sigma_px} must be positive.")
-    return ndimage.gaussian_filter(_image(image).astype(np.float64), float(sigma_px), mode="reflect").astype(np.float32)
+    return ndimage.gaussian_filter(_image(image).astype(np.float64), float(sigma_px), mode="reflect").astype(
+        np.float32
+    )
 
 
 def estimate_noise_sigma(image: np.ndarray, *, highpass_sigma_px: float = 8.0) -> float:
@@ -151,8 +160,14 @@ def estimate_noise_sigma(image: np.ndarray, *, highpass_sigma_px: float = 8.0) -
     return sigma
 
 
-def bm3d_denoise(image: np.ndarray, *, sigma: float | None = None, highpass_sigma_px: float = 8.0,
-                 stages: str = "all", profile: str = "np") -> np.ndarray:
+def bm3d_denoise(
+    image: np.ndarray,
+    *,
+    sigma: float | None = None,
+    highpass_sigma_px: float = 8.0,
+    stages: str = "all",
+    profile: str = "np",
+) -> np.ndarray:
     """BM3D with the noise level estimated from the micrograph.
 
     The image is standardised with its median and the noise sigma (:func:`estimate_noise_sigma` unless
@@ -220,8 +235,16 @@ def topaz_command() -> list[str] | None:
     return None
 
 
-def topaz_denoise(image: np.ndarray, *, model: str = "unet", device: str = "auto", patch_size_px: int = 1024,
-                  patch_padding_px: int = 128, threads: int = 2, timeout_s: float = 3600.0) -> np.ndarray:
+def topaz_denoise(
+    image: np.ndarray,
+    *,
+    model: str = "unet",
+    device: str = "auto",
+    patch_size_px: int = 1024,
+    patch_padding_px: int = 128,
+    threads: int = 2,
+    timeout_s: float = 3600.0,
+) -> np.ndarray:
     """Denoise with a pretrained Topaz-Denoise model (Bepler et al. 2020) through the ``topaz`` program.
 
     The image is written to a temporary MRC file, ``topaz denoise -m MODEL -o DIR`` runs on it in a separate
@@ -260,8 +283,21 @@ def topaz_denoise(image: np.ndarray, *, model: str = "unet", device: str = "auto
         out_dir = Path(tmp) / "out"
         out_dir.mkdir()
         write_mrc(src, x)
-        args = [*cmd, "-d", topaz_device, "-j", str(int(threads)), "-m", model, "-o", str(out_dir),
-                "-s", str(int(patch_size_px)), "-p", str(int(patch_padding_px))]
+        args = [
+            *cmd,
+            "-d",
+            topaz_device,
+            "-j",
+            str(int(threads)),
+            "-m",
+            model,
+            "-o",
+            str(out_dir),
+            "-s",
+            str(int(patch_size_px)),
+            "-p",
+            str(int(patch_padding_px)),
+        ]
         if model in ("unet", "unet-small", "unet2", "unet3", "fcnet", "fcnet2", "affine"):
             args += ["--arch", model]
         args.append(str(src))
@@ -270,7 +306,9 @@ def topaz_denoise(image: np.ndarray, *, model: str = "unet", device: str = "auto
         except FileNotFoundError as exc:
             raise MethodUnavailableError(f"could not start {cmd[0]!r} ({exc}). {_TOPAZ_HELP}") from exc
         except subprocess.TimeoutExpired as exc:
-            raise StageError(f"topaz denoise did not finish in {timeout_s:.0f} s; raise timeout_s or use a GPU.") from exc
+            raise StageError(
+                f"topaz denoise did not finish in {timeout_s:.0f} s; raise timeout_s or use a GPU."
+            ) from exc
         result = out_dir / "micrograph.mrc"
         if proc.returncode != 0 or not result.is_file():
             tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-6:])
@@ -294,8 +332,9 @@ def _nt2c_model_path(which: str, run=None, model_path=None) -> Path:
     if model_path is not None:
         return Path(model_path)
     if run is None:
-        raise MethodUnavailableError(f"nt2c-{which} needs a run directory (run=...) or model_path=... to find "
-                                     f"{which}.safetensors.")
+        raise MethodUnavailableError(
+            f"nt2c-{which} needs a run directory (run=...) or model_path=... to find {which}.safetensors."
+        )
     root = Path(getattr(run, "path", run))
     return root / "models" / f"{which}.safetensors"
 
@@ -313,8 +352,9 @@ def _nt2c_unavailable(which: str, run=None, model_path=None) -> str | None:
     return None
 
 
-def nt2c_denoise(image: np.ndarray, *, which: str = "fine", run=None, model_path=None, device: str = "auto",
-                 **options) -> np.ndarray:
+def nt2c_denoise(
+    image: np.ndarray, *, which: str = "fine", run=None, model_path=None, device: str = "auto", **options
+) -> np.ndarray:
     """Denoise with a trained NT2C U-Net (``RUN/models/{coarse,fine}.safetensors``).
 
     Parameters
@@ -382,7 +422,9 @@ def _always(run=None, **_):
 
 
 def _bm3d_missing(run=None, **_):
-    return None if importlib.util.find_spec("bm3d") else "the `bm3d` package is not installed: pip install bm3d"
+    return (
+        None if importlib.util.find_spec("bm3d") else "the `bm3d` package is not installed: pip install bm3d"
+    )
 
 
 def _topaz_missing(run=None, **_):
@@ -392,26 +434,55 @@ def _topaz_missing(run=None, **_):
 BASELINES: dict[str, Method] = {
     "raw": Method("raw", "Raw", lambda im, **_: _image(im).copy(), _always),
     "lowpass": Method("lowpass", "Lowpass", lambda im, **_: lowpass_bin2(im), _always),
-    "gaussian": Method("gaussian", "Gaussian",
-                       lambda im, sigma_px=1.0, **_: gaussian_filter(im, sigma_px=sigma_px), _always),
-    "bm3d": Method("bm3d", "BM3D",
-                   lambda im, *, sigma=None, highpass_sigma_px=8.0, stages="all", profile="np", **_:
-                   bm3d_denoise(im, sigma=sigma, highpass_sigma_px=highpass_sigma_px, stages=stages, profile=profile),
-                   _bm3d_missing),
-    "topaz": Method("topaz", "TopazDe-gen",
-                    lambda im, *, device="auto", topaz_model="unet", **_:
-                    topaz_denoise(im, model=topaz_model, device=device), _topaz_missing),
-    "nt2c-coarse": Method("nt2c-coarse", "NT2C (coarse)",
-                          lambda im, *, run=None, device="auto", coarse_model_path=None, inference_options=None, **_:
-                          nt2c_denoise(im, which="coarse", run=run, model_path=coarse_model_path, device=device,
-                                       **(inference_options or {})),
-                          lambda run=None, coarse_model_path=None, **_: _nt2c_unavailable("coarse", run,
-                                                                                           coarse_model_path)),
-    "nt2c-fine": Method("nt2c-fine", "NT2C",
-                        lambda im, *, run=None, device="auto", fine_model_path=None, inference_options=None, **_:
-                        nt2c_denoise(im, which="fine", run=run, model_path=fine_model_path, device=device,
-                                     **(inference_options or {})),
-                        lambda run=None, fine_model_path=None, **_: _nt2c_unavailable("fine", run, fine_model_path)),
+    "gaussian": Method(
+        "gaussian", "Gaussian", lambda im, sigma_px=1.0, **_: gaussian_filter(im, sigma_px=sigma_px), _always
+    ),
+    "bm3d": Method(
+        "bm3d",
+        "BM3D",
+        lambda im, *, sigma=None, highpass_sigma_px=8.0, stages="all", profile="np", **_: bm3d_denoise(
+            im, sigma=sigma, highpass_sigma_px=highpass_sigma_px, stages=stages, profile=profile
+        ),
+        _bm3d_missing,
+    ),
+    "topaz": Method(
+        "topaz",
+        "TopazDe-gen",
+        lambda im, *, device="auto", topaz_model="unet", **_: topaz_denoise(
+            im, model=topaz_model, device=device
+        ),
+        _topaz_missing,
+    ),
+    "nt2c-coarse": Method(
+        "nt2c-coarse",
+        "NT2C (coarse)",
+        lambda im, *, run=None, device="auto", coarse_model_path=None, inference_options=None, **_: (
+            nt2c_denoise(
+                im,
+                which="coarse",
+                run=run,
+                model_path=coarse_model_path,
+                device=device,
+                **(inference_options or {}),
+            )
+        ),
+        lambda run=None, coarse_model_path=None, **_: _nt2c_unavailable("coarse", run, coarse_model_path),
+    ),
+    "nt2c-fine": Method(
+        "nt2c-fine",
+        "NT2C",
+        lambda im, *, run=None, device="auto", fine_model_path=None, inference_options=None, **_: (
+            nt2c_denoise(
+                im,
+                which="fine",
+                run=run,
+                model_path=fine_model_path,
+                device=device,
+                **(inference_options or {}),
+            )
+        ),
+        lambda run=None, fine_model_path=None, **_: _nt2c_unavailable("fine", run, fine_model_path),
+    ),
 }
 
 
@@ -442,8 +513,15 @@ def method_status(methods=None, *, run=None, **options) -> dict[str, str | None]
     return {name: _method(name).unavailable(run=run, **options) for name in names}
 
 
-def denoise_with(method: str, image: np.ndarray, *, pixel_size_A: float | None = None, run=None,
-                 device: str = "auto", **options) -> np.ndarray:
+def denoise_with(
+    method: str,
+    image: np.ndarray,
+    *,
+    pixel_size_A: float | None = None,
+    run=None,
+    device: str = "auto",
+    **options,
+) -> np.ndarray:
     """Denoise ``image`` with one of :data:`BASELINES`.
 
     Parameters
@@ -479,5 +557,7 @@ def denoise_with(method: str, image: np.ndarray, *, pixel_size_A: float | None =
     x = _image(image)
     out = m.run(x, pixel_size_A=pixel_size_A, run=run, device=device, **options)
     if out.shape != x.shape:
-        raise StageError(f"method {method} returned shape {out.shape} for an input of shape {x.shape} (a bug).")
+        raise StageError(
+            f"method {method} returned shape {out.shape} for an input of shape {x.shape} (a bug)."
+        )
     return np.asarray(out, dtype=np.float32)

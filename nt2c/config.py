@@ -91,6 +91,22 @@ class ExperimentParams(_Model):
     specimen_diameter_A: float = Field(
         120.0, gt=10, le=2000, description="diameter of the built-in specimen (A); ignored for a PDB file"
     )
+    # simulation-only keys (defaults keep older params.yaml files valid)
+    specimen_symmetry: str = Field(
+        "C1", pattern=r"^([CcDd][1-9][0-9]?|[TOItoi])$",
+        description="point group of the built-in specimen (C1, D7, O, I)",
+    )
+    specimen_seed: int = Field(0, ge=0, description="seed of the built-in specimen (its atoms)")
+    phase_model: Literal["weak", "full"] = Field(
+        "weak", description="weak-phase approximation or the full phase grating exp(i sigma V)"
+    )
+    hydrogens: bool = Field(True, description="add implicit hydrogens to models that do not list them")
+    ice_gradient_nm_per_um: float = Field(
+        0.0, ge=-100, le=100, description="slow ice-thickness gradient (nm per um)"
+    )
+    carbon_thickness_nm: float = Field(
+        0.0, ge=0, le=100, description="continuous carbon support film (nm), 0 = none"
+    )
 
     @field_validator("defocus_um", mode="before")
     @classmethod
@@ -202,6 +218,13 @@ class ExtractConfig(_StageModel):
     n_sub: int = Field(4, ge=2, le=64, description="N: local patches per candidate (a square number)")
     threshold: float = Field(0.7, ge=-1, le=1, description="thre: minimum pairwise SSIM of a background patch")
     criterion: Literal["ssim", "std", "meanvar"] = Field("ssim", description="background test")
+    std_max: float = Field(1.0, gt=0, description="'std' criterion: max local std, grey levels of [0, 255]")
+    margin_px: int = Field(0, ge=0, le=1024, description="test the patch grown by this margin (px); 0 = paper")
+    outlier_sigma: float | None = Field(6.0, gt=0, description="raw-statistics outlier guard (robust sigmas); None = off")
+    max_overlap: float | None = Field(None, ge=0, lt=1, description="max shared area fraction between patches; None = any")
+    micrographs: tuple[str, ...] | None = Field(
+        None, description="micrograph paths/globs (default: RUN/micrographs.txt, else RUN/simulated/mic_????.mrc)"
+    )
 
     @field_validator("n_sub")
     @classmethod
@@ -227,8 +250,13 @@ class GanConfig(_StageModel):
     beta2: float = Field(0.9, ge=0, lt=1)
     checkpoint_every: int = Field(200, ge=1)
     augment: bool = Field(True, description="random 90-degree rotations and flips (assume isotropic noise)")
-    holdout_fraction: float = Field(0.2, ge=0, lt=1, description="share of patches held out for the fidelity report")
+    holdout_fraction: float = Field(
+        0.2, ge=0, lt=1, description="share of patches held out for the fidelity report"
+    )
     n_eval: int = Field(256, ge=8, le=100000, description="patches per set in the fidelity report")
+    spatial_latent: bool = Field(
+        False, description="latent_dim values per (d/16)^2 grid cell instead of one vector (not in the paper)"
+    )
 
 
 class ReweightConfig(_StageModel):
@@ -272,17 +300,19 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "simulate": {"n_micrographs": 2, "image_size_px": (256, 256), "pair_patch_px": 64, "n_pairs": 16},
         "train-coarse": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
         "extract-noise": {"patch_size": 64},
-        "train-gan": {"patch_px": 64, "batch_size": 4, "iterations": 3, "width": 8, "checkpoint_every": 2},
+        "train-gan": {"patch_px": 64, "batch_size": 4, "iterations": 3, "width": 8, "checkpoint_every": 2,
+                      "n_eval": 32},
         "reweight": {"n_pairs": 16},
         "train-fine": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
         "denoise": {"tile": 128, "overlap": 16},
     },
     "quick": {
         "simulate": {"pair_patch_px": 256, "n_pairs": 256},
-        "train-coarse": {"patch_px": 128, "batch_size": 8, "steps": 400, "checkpoint_every": 100},
-        "extract-noise": {"patch_size": 128},
-        "train-gan": {"patch_px": 64, "batch_size": 32, "iterations": 300, "checkpoint_every": 100},
-        "reweight": {"n_pairs": 256},
+        "train-coarse": {"patch_px": 128, "batch_size": 8, "steps": 300, "checkpoint_every": 100},
+        "extract-noise": {"patch_size": 64},  # 30 particles of 124 px leave few empty 128 px patches in 1024 px
+        "train-gan": {"patch_px": 64, "batch_size": 16, "iterations": 300, "width": 8, "lr": 1e-3,
+                      "checkpoint_every": 50},
+        "reweight": {"n_pairs": 2048},  # cheap: GAN samples and random crops, 32 MB per stack at 64 px
         "train-fine": {"patch_px": 64, "batch_size": 16, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
         "denoise": {"tile": 512, "overlap": 64},
     },

@@ -4,10 +4,10 @@ Three views of a stationary noise process, each reduced to one number that is 0 
 grows with the mismatch:
 
 ``psd_log_ratio_db``
-    Radially averaged power spectra of the two sets (periodogram ``|FFT(p - mean(p))|^2 / (h w)`` averaged over
-    the patches and over rings of integer radius ``k`` = 1 ... d/2, i.e. 1/d to 0.5 cycles/px); the mean over
-    the rings of ``|10 log10(P_generated(k) / P_real(k))|``, in dB. It sees the noise colour (correlations
-    between pixels) and the overall power.
+    Radially averaged power spectra of the two sets (periodogram ``|FFT(p - mean(p))|^2 / (h w)``, averaged
+    over the patches and over rings of integer radius ``k`` = 1 ... d/2, i.e. 1/d to 0.5 cycles/px); the mean
+    over the rings of ``|10 log10(P_generated(k) / P_real(k))|``, in dB. It sees the noise colour
+    (correlations between pixels) and the overall power.
 ``ks_statistic`` and ``wasserstein``
     The two-sample Kolmogorov-Smirnov statistic (largest gap between the empirical CDFs, in [0, 1]) and the
     1-Wasserstein distance (in the units of the patches) between the pixel values of the two sets. They see
@@ -17,6 +17,11 @@ grows with the mismatch:
     the number of overlapping pixels of each lag, normalised to 1 at lag 0), averaged over each set; the mean
     absolute difference over the lags ``|dy|, |dx| <= window`` except (0, 0). It sees the shape of short-range
     correlations independently of the noise power.
+``pca_gap``
+    The difference between the two sets of the share of variance in their leading principal components
+    (:func:`top_component_fraction`, on equally many patches). It sees *diversity*: the three statistics above
+    are averages over patches and are met by a set of patches that all come from a low-dimensional family,
+    independent noise patches are not.
 
 :func:`fidelity_table` scores a generated set and the baselines (white Gaussian noise of matched mean and
 variance, the simulator's noise) against the same held-out real patches.
@@ -37,10 +42,12 @@ __all__ = [
     "fidelity_table",
     "white_noise_like",
     "random_crops",
+    "top_component_fraction",
+    "format_table",
     "METRICS",
 ]
 
-METRICS: tuple[str, ...] = ("psd_log_ratio_db", "ks_statistic", "wasserstein", "acf_mad")
+METRICS: tuple[str, ...] = ("psd_log_ratio_db", "ks_statistic", "wasserstein", "acf_mad", "pca_gap")
 
 
 def _patches(arr, name: str) -> np.ndarray:
@@ -55,9 +62,13 @@ def _patches(arr, name: str) -> np.ndarray:
         raise InputError(f"{name} must hold real numbers, got dtype {a.dtype}.")
     a = a.astype(np.float64, copy=False)
     if not np.isfinite(a).all():
-        raise InputError(f"{name} contains {int((~np.isfinite(a)).sum())} NaN or infinite values; drop those patches.")
+        raise InputError(
+            f"{name} contains {int((~np.isfinite(a)).sum())} NaN or infinite values; drop those patches."
+        )
     if a.shape[1] < 4 or a.shape[2] < 4:
-        raise InputError(f"{name} patches of shape {a.shape[1:]} are too small; use patches of at least 4 x 4 px.")
+        raise InputError(
+            f"{name} patches of shape {a.shape[1:]} are too small; use patches of at least 4 x 4 px."
+        )
     return a
 
 
@@ -111,7 +122,9 @@ def autocorrelation(patches, *, window: int = 3) -> np.ndarray:
     a = _patches(patches, "patches")
     n, h, w = a.shape
     if not 0 <= window < min(h, w) // 2:
-        raise InputError(f"window = {window} must be between 0 and {min(h, w) // 2 - 1} for {h} x {w} patches.")
+        raise InputError(
+            f"window = {window} must be between 0 and {min(h, w) // 2 - 1} for {h} x {w} patches."
+        )
     a = a - a.mean(axis=(1, 2), keepdims=True)
     shape = (2 * h, 2 * w)
     spec = np.fft.rfft2(a, s=shape)
@@ -155,9 +168,11 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
     -------
     dict
         ``psd_log_ratio_db`` (dB), ``ks_statistic`` (0..1), ``wasserstein`` (patch units), ``acf_mad`` (0..2),
-        all >= 0; plus ``wasserstein_rel`` (``wasserstein`` over the real pixel standard deviation),
-        ``variance_ratio`` (generated over real pixel variance), ``mean_real``, ``mean_generated``,
-        ``std_real``, ``std_generated`` and the set sizes ``n_real``, ``n_generated``.
+        all >= 0; ``pca_gap`` (0..1, NaN with fewer than 5 patches in a set) with
+        ``pca_top_fraction_real`` and ``pca_top_fraction_generated``; plus ``wasserstein_rel``
+        (``wasserstein`` over the real pixel standard deviation), ``variance_ratio`` (generated over real
+        pixel variance), ``mean_real``, ``mean_generated``, ``std_real``, ``std_generated`` and the set
+        sizes ``n_real``, ``n_generated``.
 
     Examples
     --------
@@ -172,7 +187,8 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
     b = _patches(generated, "generated")
     if a.shape[1:] != b.shape[1:]:
         raise InputError(
-            f"real patches are {a.shape[1]} x {a.shape[2]} px but generated ones {b.shape[1]} x {b.shape[2]}; "
+            f"real patches are {a.shape[1]} x {a.shape[2]} px but generated ones "
+            f"{b.shape[1]} x {b.shape[2]}; "
             "crop both sets to the same size first (nt2c.fidelity.random_crops)."
         )
     low, high = (float(v) for v in band)
@@ -185,7 +201,9 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
         raise InputError(f"band = {band!r} holds no frequency ring of {a.shape[1]} px patches; widen it.")
     tiny = np.finfo(np.float64).tiny
     if (psd_a[sel] <= tiny).any() or (psd_b[sel] <= tiny).any():
-        raise InputError("one set has no power in part of the band (constant patches?); noise patches must vary.")
+        raise InputError(
+            "one set has no power in part of the band (constant patches?); noise patches must vary."
+        )
     psd_db = float(np.mean(np.abs(10.0 * np.log10(psd_b[sel] / psd_a[sel]))))
     xa, xb = a.ravel(), b.ravel()
     ks = _ks_statistic(xa, xb)
@@ -196,6 +214,11 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
     mask[window, window] = False
     acf_mad = float(np.mean(np.abs(acf_a - acf_b)[mask])) if mask.any() else 0.0
     std_a, std_b = float(xa.std()), float(xb.std())
+    m = min(a.shape[0], b.shape[0], 256)
+    if m >= 5:
+        top_a, top_b = top_component_fraction(a[:m]), top_component_fraction(b[:m])
+    else:  # too few patches to compare principal components
+        top_a = top_b = float("nan")
     return {
         "psd_log_ratio_db": psd_db,
         "ks_statistic": ks,
@@ -203,6 +226,9 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
         "acf_mad": acf_mad,
         "wasserstein_rel": wd / std_a if std_a > 0 else float("inf"),
         "variance_ratio": (std_b / std_a) ** 2 if std_a > 0 else float("inf"),
+        "pca_gap": abs(top_b - top_a),
+        "pca_top_fraction_real": top_a,
+        "pca_top_fraction_generated": top_b,
         "mean_real": float(xa.mean()),
         "mean_generated": float(xb.mean()),
         "std_real": std_a,
@@ -210,6 +236,40 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
         "n_real": int(a.shape[0]),
         "n_generated": int(b.shape[0]),
     }
+
+
+def top_component_fraction(patches, *, share: float = 0.2) -> float:
+    """Share of a patch set's variance held by its leading principal components (a diversity check).
+
+    Noise patches of ``d x d`` px are points in a ``d^2``-dimensional space. Independent noise patches spread
+    their variance over as many directions as there are patches; patches that all come from a low-dimensional
+    family (e.g. a generator driven by a short latent vector) concentrate it in a few. Power spectrum,
+    histogram and autocorrelation cannot see this.
+
+    Parameters
+    ----------
+    patches : array_like, shape (m, h, w)
+        At least 5 patches; compare sets of the same size ``m`` only (the value depends on it).
+    share : float
+        Leading components counted, as a share of ``m`` (``k = max(1, round(share * m))``).
+
+    Returns
+    -------
+    float
+        Fraction (0..1) of the total variance (about the set's mean patch) in the ``k`` leading components;
+        about ``k / (m - 1)`` plus a small excess for independent white noise, close to 1 for a low-rank set.
+    """
+    a = _patches(patches, "patches").reshape(len(np.asarray(patches)), -1)
+    m = a.shape[0]
+    if m < 5:
+        raise InputError(f"the principal-component check needs at least 5 patches, got {m}.")
+    a = a - a.mean(axis=0, keepdims=True)
+    eig = np.clip(np.linalg.eigvalsh(a @ a.T), 0, None)[::-1]  # Gram matrix: (m, m), cheap for large d
+    total = eig.sum()
+    if total <= 0:
+        raise InputError("the patches are all identical; noise patches must vary.")
+    k = max(1, int(round(share * m)))
+    return float(eig[:k].sum() / total)
 
 
 def random_crops(patches, size: int, n: int, *, seed: int = 0) -> np.ndarray:
@@ -233,7 +293,9 @@ def random_crops(patches, size: int, n: int, *, seed: int = 0) -> np.ndarray:
         raise InputError(f"patches must be a non-empty (m, h, w) stack, got shape {a.shape}.")
     m, h, w = a.shape
     if size > min(h, w):
-        raise InputError(f"cannot crop {size} px patches from {h} x {w} px ones; lower the size or use larger patches.")
+        raise InputError(
+            f"cannot crop {size} px patches from {h} x {w} px ones; lower the size or use larger patches."
+        )
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(m) for _ in range(-(-n // m))])[:n]
     ys = rng.integers(0, h - size + 1, size=n)
@@ -300,13 +362,14 @@ def fidelity_table(
         rows[name] = noise_fidelity(a, patches, window=window)
         sizes.append(rows[name]["n_generated"])
     if white_noise:
-        rows["white_gaussian"] = noise_fidelity(a, white_noise_like(a, sizes[0] if sizes else None, seed=seed),
-                                                window=window)
+        rows["white_gaussian"] = noise_fidelity(
+            a, white_noise_like(a, sizes[0] if sizes else None, seed=seed), window=window
+        )
     return rows
 
 
 def format_table(rows: Mapping[str, Mapping], metrics: tuple[str, ...] = (*METRICS, "variance_ratio")) -> str:
-    """A plain-text table of :func:`fidelity_table` rows (one line per model)."""
+    """Format :func:`fidelity_table` rows (one line per model)."""
     name_w = max([len("model"), *(len(r) for r in rows)])
     head = "model".ljust(name_w) + "".join(f"{m:>18}" for m in metrics)
     lines = [head, "-" * len(head)]

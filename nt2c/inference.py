@@ -29,14 +29,22 @@ import numpy as np
 from .errors import InputError
 from .io import atomic_path, validate_image, write_json
 
-__all__ = ["load_model", "save_model", "read_model_info", "denoise_micrograph", "tile_starts", "blend_weights",
-           "estimate_tile_memory_MB"]
+__all__ = [
+    "load_model",
+    "save_model",
+    "read_model_info",
+    "denoise_micrograph",
+    "tile_starts",
+    "blend_weights",
+    "estimate_tile_memory_MB",
+]
 
 log = logging.getLogger(__name__)
 
 NORMALIZATION = {
     "input": "zscore",
-    "statistics": "mean and standard deviation of the noisy input (per patch in training, per micrograph at inference)",
+    "statistics": "mean and standard deviation of the noisy input "
+    "(per patch in training, per micrograph at inference)",
     "target": "the clean image mapped by the same affine transform as its noisy input",
     "output": "prediction * std + mean, in the units of the input",
 }
@@ -101,7 +109,9 @@ def read_model_info(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as exc:
         raise InputError(f"{side} is not valid JSON ({exc}); copy the model's .json sidecar again.") from exc
     if not isinstance(info, dict) or info.get("format") != "nt2c-model" or "model" not in info:
-        raise InputError(f"{side} is not an nt2c model sidecar (no 'format': 'nt2c-model' / 'model' entries).")
+        raise InputError(
+            f"{side} is not an nt2c model sidecar (no 'format': 'nt2c-model' / 'model' entries)."
+        )
     return info
 
 
@@ -134,8 +144,10 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     path = Path(path)
     weights = _weights(path)
     if not weights.is_file():
-        raise InputError(f"model weights {weights} do not exist; train a model (`nt2c train-coarse --run RUN`) "
-                         "or pass the path of an existing NAME.safetensors.")
+        raise InputError(
+            f"model weights {weights} do not exist; train a model (`nt2c train-coarse --run RUN`) "
+            "or pass the path of an existing NAME.safetensors."
+        )
     info = read_model_info(weights)
     try:
         model = build_model(info["model"])
@@ -144,7 +156,9 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{weights} is not a readable safetensors file ({exc}); copy or retrain it.") from exc
+        raise InputError(
+            f"{weights} is not a readable safetensors file ({exc}); copy or retrain it."
+        ) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -153,7 +167,7 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     return model.to(resolve_device(device)).eval()
 
 
-# -- tiling -----------------------------------------------------------------------------------------------------
+# -- tiling ----------------------------------------------------------------------------------------
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     """Start offsets of tiles of side ``tile`` covering ``[0, size)`` with the given stride.
 
@@ -244,8 +258,10 @@ def denoise_micrograph(
         model = load_model(model)
     arr = validate_image(image, name="image", ndim=2)
     if tile < 32 or batch_size < 1 or overlap < 0 or 2 * overlap >= tile:
-        raise InputError(f"tile={tile}, overlap={overlap}, batch_size={batch_size}: need tile >= 32, "
-                         "0 <= overlap < tile / 2 and batch_size >= 1 (defaults: tile 512, overlap 64).")
+        raise InputError(
+            f"tile={tile}, overlap={overlap}, batch_size={batch_size}: need tile >= 32, "
+            "0 <= overlap < tile / 2 and batch_size >= 1 (defaults: tile 512, overlap 64)."
+        )
     if max_memory_MB <= 0:
         raise InputError(f"max_memory_MB={max_memory_MB} must be positive (for example 1024).")
     dev = resolve_device(device)
@@ -289,26 +305,28 @@ def denoise_micrograph(
     wsum_y = np.zeros(py)
     wsum_x = np.zeros(px)
     for y in ys:
-        wsum_y[y:y + ty] += wy[y]
+        wsum_y[y : y + ty] += wy[y]
     for x in xs:
-        wsum_x[x:x + tx] += wx[x]
+        wsum_x[x : x + tx] += wx[x]
     if (wsum_y <= 0).any() or (wsum_x <= 0).any():  # cannot happen with overlap // 4 crops; kept as a guard
         raise RuntimeError("tile weights leave pixels uncovered (a bug; please report)")
 
     out = np.zeros((py, px), dtype=np.float32)
     coords = [(y, x) for y in ys for x in xs]
-    bar = progress(total=len(coords), desc="denoise tiles", unit="tile", **({} if show_progress else {"disable": True}))
+    bar = progress(
+        total=len(coords), desc="denoise tiles", unit="tile", **({} if show_progress else {"disable": True})
+    )
     with torch.inference_mode():
         for i in range(0, len(coords), batch):
-            chunk = coords[i:i + batch]
-            xb = torch.stack([padded[y:y + ty, x:x + tx] for y, x in chunk])[:, None]
+            chunk = coords[i : i + batch]
+            xb = torch.stack([padded[y : y + ty, x : x + tx] for y, x in chunk])[:, None]
             xb = xb.to(dev)
             if dev.type == "cpu":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = model(xb)
             yb = yb.float().cpu().numpy()[:, 0]
             for (y, x), pred in zip(chunk, yb):
-                out[y:y + ty, x:x + tx] += pred * np.outer(wy[y], wx[x]).astype(np.float32)
+                out[y : y + ty, x : x + tx] += pred * np.outer(wy[y], wx[x]).astype(np.float32)
             bar.update(len(chunk))
     bar.close()
     out /= np.outer(wsum_y, wsum_x).astype(np.float32)

@@ -45,7 +45,9 @@ def _region(arr, name: str) -> np.ndarray:
     if a.ndim != 2:
         raise InputError(f"{name} must be a 2-D array (a box cut from a micrograph), got shape {a.shape}.")
     if a.size < 2:
-        raise InputError(f"{name} has {a.size} pixel(s); a region needs at least 2 pixels to have a variance.")
+        raise InputError(
+            f"{name} has {a.size} pixel(s); a region needs at least 2 pixels to have a variance."
+        )
     if np.iscomplexobj(a) or not np.issubdtype(a.dtype, np.number):
         raise InputError(f"{name} must hold real numbers, got dtype {a.dtype}.")
     a = a.astype(np.float64)
@@ -54,7 +56,9 @@ def _region(arr, name: str) -> np.ndarray:
     return a
 
 
-def snr_eq5_terms(signal_regions: Sequence[np.ndarray], background_regions: Sequence[np.ndarray]) -> np.ndarray:
+def snr_eq5_terms(
+    signal_regions: Sequence[np.ndarray], background_regions: Sequence[np.ndarray]
+) -> np.ndarray:
     """Per-pair terms ``10 (log10 v_s^i - log10 v_b^i)`` of Eq. 5, in dB.
 
     Parameters and errors as in :func:`snr_eq5`.
@@ -65,9 +69,13 @@ def snr_eq5_terms(signal_regions: Sequence[np.ndarray], background_regions: Sequ
         One value per (signal, background) pair; their mean is :func:`snr_eq5`.
     """
     if isinstance(signal_regions, np.ndarray) and signal_regions.ndim == 2:
-        raise InputError("signal_regions must be a sequence of 2-D regions, not one 2-D array; wrap it in a list.")
+        raise InputError(
+            "signal_regions must be a sequence of 2-D regions, not one 2-D array; wrap it in a list."
+        )
     if isinstance(background_regions, np.ndarray) and background_regions.ndim == 2:
-        raise InputError("background_regions must be a sequence of 2-D regions, not one 2-D array; wrap it in a list.")
+        raise InputError(
+            "background_regions must be a sequence of 2-D regions, not one 2-D array; wrap it in a list."
+        )
     signal_regions = list(signal_regions)
     background_regions = list(background_regions)
     if len(signal_regions) != len(background_regions):
@@ -86,11 +94,15 @@ def snr_eq5_terms(signal_regions: Sequence[np.ndarray], background_regions: Sequ
         s = xs - mu_b  # the signal of the region: the raw box minus the mean of its background
         v_s = s.var()
         if v_b <= 0:
-            raise InputError(f"background region {i} is constant (variance 0): log10 of it is undefined; "
-                             "choose a region of the micrograph (a clipped or padded area has no noise).")
+            raise InputError(
+                f"background region {i} is constant (variance 0): log10 of it is undefined; "
+                "choose a region of the micrograph (a clipped or padded area has no noise)."
+            )
         if v_s <= 0:
-            raise InputError(f"signal region {i} is constant (variance 0): log10 of it is undefined; "
-                             "choose a region of the micrograph (a clipped or padded area has no signal).")
+            raise InputError(
+                f"signal region {i} is constant (variance 0): log10 of it is undefined; "
+                "choose a region of the micrograph (a clipped or padded area has no signal)."
+            )
         terms[i] = 10.0 * (np.log10(v_s) - np.log10(v_b))
     return terms
 
@@ -181,11 +193,13 @@ class Eq5Regions:
         """
         image = np.asarray(image)
         if image.shape != tuple(self.shape):
-            raise InputError(f"image of shape {image.shape} does not match the micrograph the regions were placed on "
-                             f"({tuple(self.shape)}); resize the output back to the input size first.")
+            raise InputError(
+                f"image of shape {image.shape} does not match the micrograph the regions were placed on "
+                f"({tuple(self.shape)}); resize the output back to the input size first."
+            )
         b = self.box_px
-        sig = [image[r:r + b, c:c + b] for r, c in self.signal_corners]
-        bg = [image[r:r + b, c:c + b] for r, c in self.background_corners]
+        sig = [image[r : r + b, c : c + b] for r, c in self.signal_corners]
+        bg = [image[r : r + b, c : c + b] for r, c in self.background_corners]
         return sig, bg
 
     def snr(self, image: np.ndarray) -> float:
@@ -240,7 +254,9 @@ def eq5_regions(
     ny, nx = (int(shape[0]), int(shape[1]))
     box_px = int(box_px)
     if box_px < 2 or box_px > min(ny, nx):
-        raise InputError(f"box_px={box_px} must be between 2 and the micrograph's smaller side ({min(ny, nx)} px).")
+        raise InputError(
+            f"box_px={box_px} must be between 2 and the micrograph's smaller side ({min(ny, nx)} px)."
+        )
     coords = np.asarray(coords_xy, dtype=float).reshape(-1, 2) if np.size(coords_xy) else np.empty((0, 2))
     if len(coords) == 0:
         raise InputError("no particle coordinates: Eq. 5 needs particles to place signal regions on.")
@@ -254,8 +270,10 @@ def eq5_regions(
     occupied = np.zeros((ny, nx), dtype=bool)
     for x, y in coords:
         r, c = int(round(y)), int(round(x))
-        occupied[max(r - exclusion_px, 0):max(min(r + exclusion_px + 1, ny), 0),
-                 max(c - exclusion_px, 0):max(min(c + exclusion_px + 1, nx), 0)] = True
+        occupied[
+            max(r - exclusion_px, 0) : max(min(r + exclusion_px + 1, ny), 0),
+            max(c - exclusion_px, 0) : max(min(c + exclusion_px + 1, nx), 0),
+        ] = True
     if exclude_mask is not None:
         mask = np.asarray(exclude_mask, dtype=bool)
         if mask.shape != (ny, nx):
@@ -268,8 +286,10 @@ def eq5_regions(
     counts = integral[b:, b:] - integral[:-b, b:] - integral[b:, :-b] + integral[:-b, :-b]
     free = counts == 0  # shape (ny - b + 1, nx - b + 1)
     if not free.any():
-        raise InputError(f"no {box_px} px box on this micrograph is free of particles; use a smaller box_px or "
-                         "exclusion_px (the particles cover the whole micrograph).")
+        raise InputError(
+            f"no {box_px} px box on this micrograph is free of particles; use a smaller box_px or "
+            "exclusion_px (the particles cover the whole micrograph)."
+        )
     # nearest free corner to every corner position (one Euclidean distance transform)
     _, (near_r, near_c) = ndimage.distance_transform_edt(~free, return_indices=True)
 
@@ -285,10 +305,13 @@ def eq5_regions(
         if max_pairs is not None and len(sig) >= max_pairs:
             break
     if not sig:
-        raise InputError(f"none of the {len(coords)} particles has a {box_px} px box inside the micrograph; "
-                         "check that the coordinates are in pixels of this micrograph (not binned/unbinned).")
-    return Eq5Regions(box_px, np.array(sig, dtype=int), np.array(bg, dtype=int), np.array(kept, dtype=float),
-                      (ny, nx))
+        raise InputError(
+            f"none of the {len(coords)} particles has a {box_px} px box inside the micrograph; "
+            "check that the coordinates are in pixels of this micrograph (not binned/unbinned)."
+        )
+    return Eq5Regions(
+        box_px, np.array(sig, dtype=int), np.array(bg, dtype=int), np.array(kept, dtype=float), (ny, nx)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,17 +320,19 @@ def eq5_regions(
 def _pair(output, clean) -> tuple[np.ndarray, np.ndarray]:
     from .io import validate_image
 
-    out = validate_image(output, name="output").astype(np.float64)
-    ref = validate_image(clean, name="clean image").astype(np.float64)
+    validate_image(output, name="output")  # checks only: the metrics compute in float64 of the given values
+    validate_image(clean, name="clean image")
+    out = np.asarray(output, dtype=np.float64)
+    ref = np.asarray(clean, dtype=np.float64)
     if out.shape != ref.shape:
         raise InputError(f"output {out.shape} and clean image {ref.shape} must have the same shape.")
     return out, ref
 
 
 def fit_affine(output: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """Least-squares scale and offset mapping ``output`` onto ``clean``.
+    r"""Least-squares scale and offset mapping ``output`` onto ``clean``.
 
-    Minimises :math:`\\sum (a \\cdot \\mathrm{output} + b - \\mathrm{clean})^2` over the pixels.
+    Minimises :math:`\sum (a \cdot \mathrm{output} + b - \mathrm{clean})^2` over the pixels.
 
     Parameters
     ----------
@@ -334,7 +359,9 @@ def _fitted(output, clean, fit: bool) -> tuple[np.ndarray, np.ndarray]:
     return out, ref
 
 
-def psnr(output: np.ndarray, clean: np.ndarray, *, fit: bool = True, data_range: float | None = None) -> float:
+def psnr(
+    output: np.ndarray, clean: np.ndarray, *, fit: bool = True, data_range: float | None = None
+) -> float:
     """Peak signal-to-noise ratio of ``output`` against ``clean``, in dB.
 
     ``PSNR = 10 log10(data_range^2 / MSE)``, with the MSE taken after the affine fit of :func:`fit_affine`
@@ -361,8 +388,14 @@ def psnr(output: np.ndarray, clean: np.ndarray, *, fit: bool = True, data_range:
     return float("inf") if mse == 0 else float(10.0 * np.log10(rng * rng / mse))
 
 
-def ssim(output: np.ndarray, clean: np.ndarray, *, fit: bool = True, data_range: float | None = None,
-         win_size: int = 7) -> float:
+def ssim(
+    output: np.ndarray,
+    clean: np.ndarray,
+    *,
+    fit: bool = True,
+    data_range: float | None = None,
+    win_size: int = 7,
+) -> float:
     """Structural similarity (Wang et al. 2004, scikit-image's implementation) after the affine fit.
 
     Parameters
@@ -462,14 +495,37 @@ def _crossing(freq: np.ndarray, corr: np.ndarray, threshold: float) -> float:
     return float(freq[k - 1] + t * (freq[k] - freq[k - 1]))
 
 
-def frc(a: np.ndarray, b: np.ndarray, *, pixel_size_A: float | None = None, n_rings: int | None = None,
-        taper: float = 0.1) -> FRCResult:
+def _tukey(n: int, alpha: float) -> np.ndarray:
+    """Tukey (tapered cosine) window of length ``n``: flat centre, cosine roll-off over ``alpha * n / 2`` each end."""
+    x = np.arange(n) / max(n - 1, 1)
+    w = np.ones(n)
+    edge = alpha / 2
+    lo, hi = x < edge, x > 1 - edge
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (x[lo] / edge - 1)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * ((x[hi] - 1) / edge + 1)))
+    return w
+
+
+def frc(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    pixel_size_A: float | None = None,
+    n_rings: int | None = None,
+    taper: float = 0.1,
+) -> FRCResult:
     """Fourier ring correlation of two images (Saxton & Baumeister 1982).
 
     ``FRC(r) = Re sum_{|k| in r} A(k) B*(k) / sqrt(sum |A(k)|^2 sum |B(k)|^2)`` over rings of spatial frequency
     |k| of equal width ``0.5 / n_rings`` cycles/px from 0 to Nyquist (0.5 cycles/px); corner frequencies beyond
     Nyquist are left out. For a non-square image the frequency of a Fourier pixel is
     ``sqrt((ky/ny)^2 + (kx/nx)^2)`` cycles/px.
+
+    Against a clean image the FRC is the per-frequency correlation, a function of the spectral SNR of the
+    output. A linear, rotationally symmetric filter (low-pass, Gaussian) multiplies both images' ring sums by
+    the same gain and so leaves the FRC unchanged (up to the ring width): only adaptive, non-linear denoisers
+    can raise it. With a CTF-modulated clean image the curve dips at the CTF zeros, and the first crossing
+    can come from such a dip.
 
     Parameters
     ----------
@@ -478,7 +534,8 @@ def frc(a: np.ndarray, b: np.ndarray, *, pixel_size_A: float | None = None, n_ri
     pixel_size_A : float, optional
         Pixel size (A/px); frequencies are then in 1/A.
     n_rings : int, optional
-        Number of rings (default ``min(ny, nx) // 2``, i.e. one Fourier pixel wide).
+        Number of rings (default ``min(ny, nx) // 4``, i.e. two Fourier pixels wide, which halves the
+        statistical noise of one-pixel rings).
     taper : float
         Fraction of each side rolled off with a cosine (Tukey) window before the transform, so that the
         image edges do not add a spurious cross of correlated frequencies; 0 disables it.
@@ -495,15 +552,13 @@ def frc(a: np.ndarray, b: np.ndarray, *, pixel_size_A: float | None = None, n_ri
         raise InputError(f"taper={taper} must be in [0, 1).")
     if pixel_size_A is not None and pixel_size_A <= 0:
         raise InputError(f"pixel_size_A={pixel_size_A} must be positive.")
-    n_rings = int(n_rings or min(ny, nx) // 2)
+    n_rings = int(n_rings or min(ny, nx) // 4)
     if n_rings < 2:
         raise InputError(f"n_rings={n_rings} must be at least 2.")
     x = x - x.mean()
     y = y - y.mean()
     if taper > 0:
-        from scipy.signal.windows import tukey
-
-        win = np.outer(tukey(ny, taper), tukey(nx, taper))
+        win = np.outer(_tukey(ny, taper), _tukey(nx, taper))
         x = x * win
         y = y * win
     fa = np.fft.rfft2(x)
@@ -537,5 +592,12 @@ def frc(a: np.ndarray, b: np.ndarray, *, pixel_size_A: float | None = None, n_ri
     if pixel_size_A is not None:
         freq = freq / float(pixel_size_A)
         unit = "1/A"
-    return FRCResult(freq, corr, npx, _crossing(freq, corr, 0.143), _crossing(freq, corr, 0.5),
-                     None if pixel_size_A is None else float(pixel_size_A), unit)
+    return FRCResult(
+        freq,
+        corr,
+        npx,
+        _crossing(freq, corr, 0.143),
+        _crossing(freq, corr, 0.5),
+        None if pixel_size_A is None else float(pixel_size_A),
+        unit,
+    )

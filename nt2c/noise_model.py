@@ -13,23 +13,34 @@ The critic ``D`` minimises Eq. 2 of the paper (Gulrajani et al. 2017)::
 where the norm is taken **per sample over all of (C, H, W)** (:func:`gradient_penalty`); the reference code
 takes it over dim=1 (the single channel), which penalises every pixel's derivative separately. The generator
 ``G`` minimises ``-E[D(G(z))]``; ``n_critic`` critic steps precede each generator step; both use Adam
-(lr 1e-4, betas (0.5, 0.9) as in Gulrajani et al.; the reference code's beta2 = 0.999 adapts too slowly for the
-non-stationary critic loss).
+(paper and full profile: lr 1e-4 and betas (0.5, 0.9) as in Gulrajani et al.; the reference code uses beta2 =
+0.999; the quick profile uses lr 1e-3 and a small width so that a few hundred iterations on a CPU learn the
+noise colour and histogram).
 
 Data: the patches are z-scored with the *training set's* global mean and standard deviation (one scalar each,
 stored in ``gan.json`` and undone by :func:`sample_noise`); each batch holds ``batch_size`` distinct patches,
 randomly cropped to the GAN size, randomly rotated by a multiple of 90 degrees and flipped. Crops preserve
-the statistics of stationary noise; rotations and flips preserve those of isotropic noise (set ``augment=False``
-for a detector with direction-dependent correlations).
+the statistics of stationary noise; rotations and flips preserve those of isotropic noise (set
+``augment=False`` for a detector with direction-dependent correlations).
 
 Everything is seeded (a CPU ``torch.Generator`` draws batches, latents and interpolation weights, so a CPU
 and a CUDA run see the same data); a checkpoint (``RUN/checkpoints/gan.pt``: networks, optimisers, random
-state, curves) is written every ``checkpoint_every`` iterations, and a rerun resumes from it -- bit for bit the
-run it continues, on the same device.
+state, curves) is written every ``checkpoint_every`` iterations, and a rerun resumes from it -- bit for bit
+the run it continues, on the same device.
 
 After training, the generator's batch-norm statistics are re-estimated over many batches at the final weights
 (the running averages kept during training lag behind the changing generator), and the generator is used in
 evaluation mode: each generated patch then depends only on its own latent vector, not on the batch.
+
+Scoring (:func:`noise_fidelity_report`): a share of the patches (``holdout_fraction``) never enters training;
+the generated noise, white Gaussian noise of the held-out mean and variance, the simulator's own noise and
+crops of the training patches (the floor set by the finite sample sizes) are each compared with them by
+:func:`nt2c.fidelity.noise_fidelity`.
+
+Limits: the DCGAN generator maps one latent *vector* to a whole patch, so stationarity (the same
+statistics everywhere in the patch) must be learnt, and stride-2 transposed convolutions favour periodic
+patterns; a short training leaves both visible (patches with calmer and busier regions, peaks in the power
+spectrum). The fidelity report measures them; longer training (full profile) is the first remedy to try.
 """
 
 from __future__ import annotations
@@ -73,7 +84,7 @@ _RESUMABLE = ("iterations", "checkpoint_every", "device", "holdout_fraction", "n
 # loss
 # ---------------------------------------------------------------------------------------------------------
 def gradient_penalty(critic, real, fake, *, eps=None, generator=None, return_norms: bool = False):
-    """The WGAN-GP gradient penalty, per sample over (C, H, W).
+    """Compute the WGAN-GP gradient penalty, per sample over (C, H, W).
 
     Parameters
     ----------
@@ -224,8 +235,13 @@ def _fingerprint(settings: GanConfig, data: np.ndarray) -> dict:
     return keep
 
 
-def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: str | os.PathLike | None = None,
-              device: str | None = None) -> TrainedGan:
+def train_gan(
+    patches,
+    settings: GanConfig | None = None,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    device: str | None = None,
+) -> TrainedGan:
     """Train the WGAN-GP noise synthesizer on a stack of noise patches.
 
     Parameters
@@ -256,14 +272,26 @@ def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: st
     z_data = torch.from_numpy(((data - mean) / std).astype(np.float32)).to(dev)
 
     torch.manual_seed(settings.seed)
-    gen = Generator(patch_px=settings.patch_px, latent_dim=settings.latent_dim, width=settings.width).to(dev)
+    gen = Generator(
+        patch_px=settings.patch_px,
+        latent_dim=settings.latent_dim,
+        width=settings.width,
+        spatial_latent=settings.spatial_latent,
+    ).to(dev)
     critic = Critic(patch_px=settings.patch_px, width=settings.width).to(dev)
     betas = (settings.beta1, settings.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=settings.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=betas)
     rng = torch.Generator().manual_seed(settings.seed)
-    names = ("iteration", "critic_loss", "generator_loss", "wasserstein_estimate", "gradient_penalty", "grad_norm",
-             "seconds")
+    names = (
+        "iteration",
+        "critic_loss",
+        "generator_loss",
+        "wasserstein_estimate",
+        "gradient_penalty",
+        "grad_norm",
+        "seconds",
+    )
     curves: dict[str, list] = {k: [] for k in names}
     start = 0
     fingerprint = _fingerprint(settings, data)
@@ -274,12 +302,16 @@ def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: st
         except Exception as exc:  # corrupt or foreign file
             log.warning("ignoring unreadable GAN checkpoint %s (%s); training from scratch", ckpt, exc)
             state = None
-        if state is not None and state.get("fingerprint") == fingerprint and state["iteration"] <= settings.iterations:
+        if (
+            state is not None
+            and state.get("fingerprint") == fingerprint
+            and state["iteration"] <= settings.iterations
+        ):
             gen.load_state_dict(state["generator"])
             critic.load_state_dict(state["critic"])
             opt_g.load_state_dict(state["opt_g"])
             opt_d.load_state_dict(state["opt_d"])
-            rng.set_state(state["rng"])
+            rng.set_state(state["rng"].cpu())  # map_location moved it
             curves = {k: list(state["curves"][k]) for k in names}
             start = int(state["iteration"])
             log.info("resuming GAN training from iteration %d (%s)", start, ckpt)
@@ -290,15 +322,20 @@ def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: st
     b = settings.batch_size
 
     def latent():
-        return torch.randn(b, settings.latent_dim, generator=rng).to(dev)
+        return torch.randn(b, gen.latent_size, generator=rng).to(dev)
 
     def save_checkpoint(iteration: int) -> None:
         if ckpt is None:
             return
         state = {
-            "fingerprint": fingerprint, "iteration": iteration, "generator": gen.state_dict(),
-            "critic": critic.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "rng": rng.get_state(), "curves": curves,
+            "fingerprint": fingerprint,
+            "iteration": iteration,
+            "generator": gen.state_dict(),
+            "critic": critic.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng.get_state(),
+            "curves": curves,
         }
         with atomic_path(ckpt) as tmp:
             torch.save(state, tmp)
@@ -306,7 +343,9 @@ def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: st
     gen.train()
     critic.train()
     t0 = time.perf_counter() - (curves["seconds"][-1] if curves["seconds"] else 0.0)
-    bar = progress(range(start, settings.iterations), initial=start, total=settings.iterations, desc="WGAN-GP")
+    bar = progress(
+        range(start, settings.iterations), initial=start, total=settings.iterations, desc="WGAN-GP"
+    )
     for it in bar:
         d_losses, w_est, gps, gnorms = [], [], [], []
         for _ in range(settings.n_critic):
@@ -333,26 +372,49 @@ def train_gan(patches, settings: GanConfig | None = None, *, checkpoint_path: st
         opt_g.step()
         for p in critic.parameters():
             p.requires_grad_(True)
-        for key, value in zip(names, (it + 1, np.mean(d_losses), loss_g.item(), np.mean(w_est), np.mean(gps),
-                                      np.mean(gnorms), time.perf_counter() - t0)):
+        for key, value in zip(
+            names,
+            (
+                it + 1,
+                np.mean(d_losses),
+                loss_g.item(),
+                np.mean(w_est),
+                np.mean(gps),
+                np.mean(gnorms),
+                time.perf_counter() - t0,
+            ),
+        ):
             curves[key].append(float(value))
         if not all(math.isfinite(curves[k][-1]) for k in ("critic_loss", "generator_loss")):
             raise StageError(
-                f"GAN training diverged at iteration {it + 1} (loss not finite); lower lr (now {settings.lr}) "
+                f"GAN training diverged at iteration {it + 1} (loss not finite); "
+                f"lower lr (now {settings.lr}) "
                 "or check the patches for outliers."
             )
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(W=f"{curves['wasserstein_estimate'][-1]:.3f}", gp=f"{curves['gradient_penalty'][-1]:.3f}")
+            bar.set_postfix(
+                W=f"{curves['wasserstein_estimate'][-1]:.3f}", gp=f"{curves['gradient_penalty'][-1]:.3f}"
+            )
         if (it + 1) % settings.checkpoint_every == 0 or it + 1 == settings.iterations:
             save_checkpoint(it + 1)
 
-    recalibrate_batchnorm(gen, settings.latent_dim, batch_size=max(b, 32), batches=32, generator=rng, device=dev)
-    return TrainedGan(generator=gen.eval(), critic=critic.eval(), mean=mean, std=std, curves=curves,
-                      settings=settings, resumed_from=start)
+    recalibrate_batchnorm(
+        gen, gen.latent_size, batch_size=max(b, 32), batches=8, generator=rng, device=dev
+    )
+    return TrainedGan(
+        generator=gen.eval(),
+        critic=critic.eval(),
+        mean=mean,
+        std=std,
+        curves=curves,
+        settings=settings,
+        resumed_from=start,
+    )
 
 
-def recalibrate_batchnorm(gen, latent_dim: int, *, batch_size: int = 64, batches: int = 32, generator=None,
-                          device=None) -> None:
+def recalibrate_batchnorm(
+    gen, latent_dim: int, *, batch_size: int = 32, batches: int = 8, generator=None, device=None
+) -> None:
     """Re-estimate the generator's batch-norm statistics at its current weights (cumulative average).
 
     Parameters
@@ -360,6 +422,7 @@ def recalibrate_batchnorm(gen, latent_dim: int, *, batch_size: int = 64, batches
     gen : torch.nn.Module
         The generator; left in evaluation mode.
     latent_dim : int
+        Length of the generator's latent vectors (its ``latent_size``).
     batch_size, batches : int
         ``batches`` forward passes of ``batch_size`` latent vectors.
     generator : torch.Generator, optional
@@ -384,7 +447,9 @@ def recalibrate_batchnorm(gen, latent_dim: int, *, batch_size: int = 64, batches
 # ---------------------------------------------------------------------------------------------------------
 # saving, loading, sampling
 # ---------------------------------------------------------------------------------------------------------
-def save_generator(path: str | os.PathLike, trained: TrainedGan, *, extra: dict | None = None) -> tuple[Path, Path]:
+def save_generator(
+    path: str | os.PathLike, trained: TrainedGan, *, extra: dict | None = None
+) -> tuple[Path, Path]:
     """Write the generator to ``path`` (safetensors) and its sidecar ``path.with_suffix('.json')``.
 
     The sidecar holds the architecture, the normalisation (``mean``, ``std``: ``patch = std * G(z) + mean``)
@@ -401,9 +466,15 @@ def save_generator(path: str | os.PathLike, trained: TrainedGan, *, extra: dict 
         save_file(tensors, str(tmp), metadata={"format": "pt", "model": "nt2c.models.gan.Generator"})
     sidecar = {
         "model": "gan-generator",
-        "architecture": gan_architecture(patch_px=s.patch_px, latent_dim=s.latent_dim, width=s.width),
-        "normalisation": {"kind": "z-score over the training patches", "mean": trained.mean, "std": trained.std,
-                          "inverse": "patch = std * G(z) + mean"},
+        "architecture": gan_architecture(
+            patch_px=s.patch_px, latent_dim=s.latent_dim, width=s.width, spatial_latent=s.spatial_latent
+        ),
+        "normalisation": {
+            "kind": "z-score over the training patches",
+            "mean": trained.mean,
+            "std": trained.std,
+            "inverse": "patch = std * G(z) + mean",
+        },
         "latent": "standard normal",
         "settings": s.to_dict(),
         "iterations_done": len(trained.curves.get("iteration", [])),
@@ -422,7 +493,8 @@ def _model_paths(model_path) -> tuple[Path, Path]:
     sidecar = path.with_suffix(".json")
     if not path.is_file() or not sidecar.is_file():
         raise InputError(
-            f"no trained GAN at {path} (with sidecar {sidecar.name}); train one with `nt2c train-gan --run RUN`."
+            f"no trained GAN at {path} (with sidecar {sidecar.name}); "
+            "train one with `nt2c train-gan --run RUN`."
         )
     return path, sidecar
 
@@ -453,7 +525,12 @@ def load_generator(model_path, *, device: str = "auto"):
     try:
         arch = meta["architecture"]
         norm = meta["normalisation"]
-        gen = Generator(patch_px=arch["patch_px"], latent_dim=arch["latent_dim"], width=arch["width"])
+        gen = Generator(
+            patch_px=arch["patch_px"],
+            latent_dim=arch["latent_dim"],
+            width=arch["width"],
+            spatial_latent=bool(arch.get("spatial_latent", False)),
+        )
         float(norm["mean"]), float(norm["std"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{sidecar} is not a GAN sidecar ({exc!r} missing); train the GAN again.") from exc
@@ -461,13 +538,16 @@ def load_generator(model_path, *, device: str = "auto"):
         state = load_file(str(path))
         gen.load_state_dict(state)
     except Exception as exc:
-        raise InputError(f"{path} does not hold the generator described in {sidecar.name} ({exc}); "
-                         "train the GAN again.") from exc
+        raise InputError(
+            f"{path} does not hold the generator described in {sidecar.name} ({exc}); train the GAN again."
+        ) from exc
     dev = resolve_device(device)
     return gen.to(dev).eval(), meta
 
 
-def sample_noise(model_path, n: int, *, seed: int = 0, device: str = "auto", batch_size: int = 256) -> np.ndarray:
+def sample_noise(
+    model_path, n: int, *, seed: int = 0, device: str = "auto", batch_size: int = 256
+) -> np.ndarray:
     """Generate noise patches with a trained GAN.
 
     Parameters
@@ -504,7 +584,7 @@ def sample_noise(model_path, n: int, *, seed: int = 0, device: str = "auto", bat
     block = 4096  # latents are drawn in fixed blocks, so batch_size does not change them
     with torch.no_grad():
         for b0 in range(0, n, block):
-            z_block = torch.randn(block, gen.latent_dim, generator=rng)[: min(block, n - b0)]
+            z_block = torch.randn(block, gen.latent_size, generator=rng)[: min(block, n - b0)]
             for s0 in range(0, z_block.shape[0], batch_size):
                 z = z_block[s0 : s0 + batch_size].to(dev)
                 x = gen(z)[:, 0].float().cpu().numpy()
@@ -529,8 +609,9 @@ def _simulator_noise(run, d: int) -> tuple[np.ndarray | None, str]:
     return noisy - clean, "RUN/simulated/pairs_noisy.mrcs - pairs_clean.mrcs"
 
 
-def fidelity_sets(run, *, model_path=None, n: int | None = None, seed: int | None = None,
-                  device: str = "auto") -> tuple[dict[str, np.ndarray], dict]:
+def fidelity_sets(
+    run, *, model_path=None, n: int | None = None, seed: int | None = None, device: str = "auto"
+) -> tuple[dict[str, np.ndarray], dict]:
     """Rebuild the patch sets scored in ``RUN/report/noise_fidelity.json``.
 
     Parameters
@@ -574,14 +655,23 @@ def fidelity_sets(run, *, model_path=None, n: int | None = None, seed: int | Non
     heldout = np.asarray(split.get("heldout", []), dtype=int)
     train = np.asarray(split.get("train", range(len(patches))), dtype=int)
     if heldout.size == 0:
-        raise StageError("the GAN was trained without held-out patches (holdout_fraction = 0); "
-                         "train it again with holdout_fraction > 0 to score it.")
+        raise StageError(
+            "the GAN was trained without held-out patches (holdout_fraction = 0); "
+            "train it again with holdout_fraction > 0 to score it."
+        )
     if max(heldout.max(), train.max()) >= len(patches):
         raise StageError(f"{patches_path} changed since the GAN was trained; run `nt2c train-gan --force`.")
-    real = random_crops(patches[heldout], d, n, seed=seed + 1)
+    # never more crops than distinct crop positions: patches of exactly d px are each used once
+    positions = (patches.shape[1] - d + 1) * (patches.shape[2] - d + 1)
+    n_real = min(n, len(heldout) * positions)
+    n = min(n, len(train) * positions)
+    real = random_crops(patches[heldout], d, n_real, seed=seed + 1)
     sets = {"real (held-out)": real, "gan": sample_noise(model_path, n, seed=seed + 2, device=device)}
-    info = {"real (held-out)": f"{len(heldout)} held-out patches of {patches_path.name}, {n} random {d} px crops",
-            "gan": f"{n} patches from {Path(model_path).name}"}
+    info = {
+        "real (held-out)": f"{len(heldout)} held-out patches of {patches_path.name}, "
+        f"{n_real} random {d} px crops",
+        "gan": f"{n} patches from {Path(model_path).name}",
+    }
     sim, why = _simulator_noise(run, d)
     if sim is not None:
         crops = random_crops(sim, d, n, seed=seed + 3)
@@ -591,13 +681,23 @@ def fidelity_sets(run, *, model_path=None, n: int | None = None, seed: int | Non
     else:
         info["simulator"] = f"not available: {why}"
     sets["real (train)"] = random_crops(patches[train], d, n, seed=seed + 4)
-    info["real (train)"] = f"{len(train)} training patches, {n} random {d} px crops (the sampling floor)"
+    info["real (train)"] = (
+        f"{len(train)} training patches, {n} random {d} px crops (what a perfect model scores "
+        "with these sample sizes)"
+    )
     info["white_gaussian"] = "white Gaussian noise with the held-out pixel mean and variance"
     return sets, info
 
 
-def noise_fidelity_report(run, *, model_path=None, n: int | None = None, seed: int | None = None,
-                          device: str = "auto", window: int = 3) -> dict:
+def noise_fidelity_report(
+    run,
+    *,
+    model_path=None,
+    n: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    window: int = 3,
+) -> dict:
     """Score the GAN and the baselines against the held-out real patches.
 
     Returns
@@ -605,19 +705,37 @@ def noise_fidelity_report(run, *, model_path=None, n: int | None = None, seed: i
     dict
         ``rows`` (model name to :func:`nt2c.fidelity.noise_fidelity` result: ``gan``, ``white_gaussian``,
         ``simulator`` when available, ``real (train)``), ``sources`` (where each set came from), ``patch_px``,
-        ``n_per_set``, ``window``.
+        ``n_real`` (held-out crops), ``n_per_model`` (patches per scored set), ``window``.
     """
     from .fidelity import fidelity_table
 
     sets, info = fidelity_sets(run, model_path=model_path, n=n, seed=seed, device=device)
     real = sets.pop("real (held-out)")
-    ordered = {"gan": sets["gan"], "white_gaussian": None, "simulator": sets.get("simulator"),
-               "real (train)": sets["real (train)"]}
-    rows = fidelity_table(real, {k: v for k, v in ordered.items() if k != "white_gaussian"},
-                          window=window, seed=int(seed or 0) + 5)
+    ordered = {
+        "gan": sets["gan"],
+        "white_gaussian": None,
+        "simulator": sets.get("simulator"),
+        "real (train)": sets["real (train)"],
+    }
+    if seed is None:
+        seed = int(
+            read_json(_model_paths(model_path or Path(run) / "models" / "gan.safetensors")[1])["settings"][
+                "seed"
+            ]
+        )
+    rows = fidelity_table(
+        real, {k: v for k, v in ordered.items() if k != "white_gaussian"}, window=window, seed=seed + 5
+    )
     rows = {k: rows[k] for k in ordered if k in rows}
-    return {"reference": info["real (held-out)"], "sources": info, "patch_px": int(real.shape[1]),
-            "n_per_set": int(real.shape[0]), "window": window, "rows": rows}
+    return {
+        "reference": info["real (held-out)"],
+        "sources": info,
+        "patch_px": int(real.shape[1]),
+        "n_real": int(real.shape[0]),
+        "n_per_model": int(sets["gan"].shape[0]),
+        "window": window,
+        "rows": rows,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -638,15 +756,19 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
     train_idx, held_idx = split_patches(len(patches), settings.holdout_fraction, seed=settings.seed)
     if settings.holdout_fraction > 0 and len(train_idx) < settings.batch_size:
         raise InputError(
-            f"{patches_path} holds {len(patches)} patches; after holding out {len(held_idx)} for the fidelity "
-            f"report, {len(train_idx)} are too few for batch_size = {settings.batch_size}. Extract more patches, "
-            "lower batch_size or holdout_fraction."
+            f"{patches_path} holds {len(patches)} patches; after holding out {len(held_idx)} for the "
+            f"fidelity report, {len(train_idx)} are too few for batch_size = {settings.batch_size}. "
+            "Extract more patches, lower batch_size or holdout_fraction."
         )
     trained = train_gan(patches[train_idx], settings, checkpoint_path=run.checkpoints / "gan.pt")
     model_path, json_path = save_generator(
-        run.models / "gan.safetensors", trained,
-        extra={"source": str(patches_path.relative_to(run.path)), "pixel_size_A": pixel_size_A,
-               "split": {"train": train_idx.tolist(), "heldout": held_idx.tolist()}},
+        run.models / "gan.safetensors",
+        trained,
+        extra={
+            "source": str(patches_path.relative_to(run.path)),
+            "pixel_size_A": pixel_size_A,
+            "split": {"train": train_idx.tolist(), "heldout": held_idx.tolist()},
+        },
     )
     curves_path = write_json(run.report / "gan_curves.json", trained.curves)
     outputs = [model_path, json_path, curves_path]

@@ -18,7 +18,8 @@ Steps of :func:`pick_particles`:
 3. *mean shift*: the coordinates of those pixels (on a grid coarsened so that a particle spans about
    eight grid steps, for speed) clustered with a flat kernel of radius ``bandwidth_px`` (default half the
    particle diameter);
-4. *picks*: centres of clusters holding at least ``min_area_fraction`` of a particle's disc area.
+4. *picks*: clusters closer than 3/4 of a diameter merged (particles do not overlap), then the centres
+   of clusters holding at least ``min_area_fraction`` of a particle's disc area.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["PickResult", "picking_heatmap", "pick_particles", "score_picks", "contamination_mask"]
+__all__ = [
+    "PickResult",
+    "picking_heatmap",
+    "pick_particles",
+    "score_picks",
+    "threshold_sweep",
+    "contamination_mask",
+]
 
 
 @dataclass
@@ -69,8 +77,10 @@ class PickResult:
 def _check_diameter(particle_diameter_px: float, shape) -> float:
     d = float(particle_diameter_px)
     if not (2 <= d <= min(shape)):
-        raise InputError(f"particle_diameter_px={particle_diameter_px} must be between 2 px and the micrograph's "
-                         f"smaller side ({min(shape)} px).")
+        raise InputError(
+            f"particle_diameter_px={particle_diameter_px} must be between 2 px and the micrograph's "
+            f"smaller side ({min(shape)} px)."
+        )
     return d
 
 
@@ -99,7 +109,9 @@ def picking_heatmap(image: np.ndarray, *, particle_diameter_px: float, polarity:
     d = _check_diameter(particle_diameter_px, x.shape)
     if polarity not in ("dark", "bright"):
         raise InputError(f"polarity={polarity!r}: use 'dark' (particles darker than the ice) or 'bright'.")
-    band = ndimage.gaussian_filter(x, d / 6.0, mode="reflect") - ndimage.gaussian_filter(x, 2.0 * d, mode="reflect")
+    band = ndimage.gaussian_filter(x, d / 6.0, mode="reflect") - ndimage.gaussian_filter(
+        x, 2.0 * d, mode="reflect"
+    )
     mad = 1.4826 * float(np.median(np.abs(band - np.median(band))))
     scale = mad if mad > 0 else float(band.std())
     if scale <= 0:
@@ -108,8 +120,9 @@ def picking_heatmap(image: np.ndarray, *, particle_diameter_px: float, polarity:
     return (-heat if polarity == "dark" else heat).astype(np.float32)
 
 
-def contamination_mask(image: np.ndarray, *, particle_diameter_px: float, z: float = 6.0,
-                       polarity: str = "dark") -> np.ndarray:
+def contamination_mask(
+    image: np.ndarray, *, particle_diameter_px: float, z: float = 6.0, polarity: str = "dark"
+) -> np.ndarray:
     """Pixels of large dark (or bright) objects much stronger than particles: ice, ethane, carbon edges.
 
     The image is smoothed at the particle diameter and standardised robustly (median, 1.4826 MAD);
@@ -133,6 +146,8 @@ def contamination_mask(image: np.ndarray, *, particle_diameter_px: float, z: flo
 
     x = validate_image(image, name="micrograph").astype(np.float64)
     d = _check_diameter(particle_diameter_px, x.shape)
+    if polarity not in ("dark", "bright"):
+        raise InputError(f"polarity={polarity!r}: use 'dark' (objects darker than the ice) or 'bright'.")
     s = ndimage.gaussian_filter(x, d / 2.0, mode="reflect")
     mad = 1.4826 * float(np.median(np.abs(s - np.median(s))))
     if mad <= 0:
@@ -141,7 +156,7 @@ def contamination_mask(image: np.ndarray, *, particle_diameter_px: float, z: flo
     mask = score < -z if polarity == "dark" else score > z
     if mask.any():
         r = max(int(round(d / 2)), 1)
-        yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
+        yy, xx = np.ogrid[-r : r + 1, -r : r + 1]
         mask = ndimage.binary_dilation(mask, structure=(xx * xx + yy * yy) <= r * r)
     return mask
 
@@ -150,13 +165,15 @@ def pick_particles(
     image: np.ndarray,
     *,
     particle_diameter_px: float,
-    threshold: float = 2.0,
+    threshold: float = 2.5,
     polarity: str = "dark",
     bandwidth_px: float | None = None,
-    min_area_fraction: float = 0.15,
+    min_area_fraction: float = 0.25,
+    merge_distance_px: float | None = None,
     exclude_mask: np.ndarray | None = None,
     max_points: int = 20000,
     seed: int = 0,
+    heat: np.ndarray | None = None,
 ) -> PickResult:
     """Pick particles by mean-shift clustering of the thresholded heat map (see the module docstring).
 
@@ -174,12 +191,19 @@ def pick_particles(
         Mean-shift kernel radius (px; default ``particle_diameter_px / 2``).
     min_area_fraction : float
         Smallest cluster kept, as a fraction of the particle's disc area ``pi d^2 / 4``.
+    merge_distance_px : float, optional
+        Clusters whose centres are closer than this (default ``0.75 * particle_diameter_px``) are merged into
+        one (area-weighted centre, summed area), largest first: two particles cannot overlap, and a flat
+        mean-shift kernel smaller than a particle can leave several modes on one flat-topped blob.
     exclude_mask : numpy.ndarray of bool, shape (ny, nx), optional
         Pixels never clustered (e.g. :func:`contamination_mask`).
     max_points : int
         At most this many thresholded grid points are clustered (a seeded random subset beyond that).
     seed : int
         Seed of that subset.
+    heat : numpy.ndarray, shape (ny, nx), optional
+        A heat map already computed by :func:`picking_heatmap` for this image, diameter and polarity (reused
+        instead of recomputed, e.g. when sweeping the threshold).
 
     Returns
     -------
@@ -187,7 +211,12 @@ def pick_particles(
     """
     from sklearn.cluster import MeanShift
 
-    heat = picking_heatmap(image, particle_diameter_px=particle_diameter_px, polarity=polarity)
+    if heat is None:
+        heat = picking_heatmap(image, particle_diameter_px=particle_diameter_px, polarity=polarity)
+    else:
+        heat = np.asarray(heat, dtype=np.float32)
+        if heat.shape != np.shape(image):
+            raise InputError(f"heat has shape {heat.shape}, the micrograph {np.shape(image)}; they must match.")
     d = float(particle_diameter_px)
     bandwidth = d / 2.0 if bandwidth_px is None else float(bandwidth_px)
     if bandwidth <= 0:
@@ -197,13 +226,13 @@ def pick_particles(
     ny, nx = heat.shape
     f = max(1, int(d // 8))  # coarse grid step: a particle spans ~8 steps
     gy, gx = ny // f, nx // f
-    coarse = heat[:gy * f, :gx * f].reshape(gy, f, gx, f).mean(axis=(1, 3))
+    coarse = heat[: gy * f, : gx * f].reshape(gy, f, gx, f).mean(axis=(1, 3))
     above = coarse > threshold
     if exclude_mask is not None:
         mask = np.asarray(exclude_mask, dtype=bool)
         if mask.shape != heat.shape:
             raise InputError(f"exclude_mask has shape {mask.shape}, expected the micrograph's {heat.shape}.")
-        above &= ~mask[:gy * f, :gx * f].reshape(gy, f, gx, f).any(axis=(1, 3))
+        above &= ~mask[: gy * f, : gx * f].reshape(gy, f, gx, f).any(axis=(1, 3))
     rows, cols = np.nonzero(above)
     points = np.column_stack([cols * f + (f - 1) / 2.0, rows * f + (f - 1) / 2.0]).astype(float)
     empty = np.empty((0, 2))
@@ -211,15 +240,39 @@ def pick_particles(
         idx = np.sort(np.random.default_rng(seed).choice(len(points), max_points, replace=False))
         points = points[idx]
     if len(points) == 0:
-        return PickResult(empty, heat, points, np.empty(0, int), empty, np.empty(0), np.empty(0, bool),
-                          float(threshold))
+        return PickResult(
+            empty, heat, points, np.empty(0, int), empty, np.empty(0), np.empty(0, bool), float(threshold)
+        )
     ms = MeanShift(bandwidth=bandwidth, bin_seeding=True, min_bin_freq=1, cluster_all=True)
     labels = ms.fit_predict(points)
-    centres = ms.cluster_centers_
-    area = np.bincount(labels, minlength=len(centres)).astype(float) * f * f
-    area *= (above.sum() / len(points))  # a subsample stands for all thresholded points
+    area = np.bincount(labels, minlength=len(ms.cluster_centers_)).astype(float) * f * f
+    area *= above.sum() / len(points)  # a subsample stands for all thresholded points
+    merge = 0.75 * d if merge_distance_px is None else float(merge_distance_px)
+    centres, area, labels = _merge_clusters(ms.cluster_centers_, area, labels, merge)
     kept = area >= min_area_fraction * np.pi * d * d / 4.0
     return PickResult(centres[kept].copy(), heat, points, labels, centres, area, kept, float(threshold))
+
+
+def _merge_clusters(centres: np.ndarray, area: np.ndarray, labels: np.ndarray, distance: float):
+    """Greedily merge clusters closer than ``distance``, largest first (area-weighted centres)."""
+    order = np.argsort(-area, kind="stable")
+    new_of = np.full(len(centres), -1)
+    out_c: list[np.ndarray] = []
+    out_a: list[float] = []
+    for k in order:
+        if out_c:
+            dist = np.sqrt(((np.asarray(out_c) - centres[k]) ** 2).sum(1))
+            j = int(np.argmin(dist))
+            if dist[j] < distance:
+                total = out_a[j] + area[k]
+                out_c[j] = (out_c[j] * out_a[j] + centres[k] * area[k]) / total if total > 0 else out_c[j]
+                out_a[j] = total
+                new_of[k] = j
+                continue
+        new_of[k] = len(out_c)
+        out_c.append(np.asarray(centres[k], dtype=float))
+        out_a.append(float(area[k]))
+    return np.asarray(out_c).reshape(-1, 2), np.asarray(out_a), new_of[labels]
 
 
 def score_picks(picks_xy: np.ndarray, true_xy: np.ndarray, *, radius_px: float) -> dict:
@@ -266,5 +319,64 @@ def score_picks(picks_xy: np.ndarray, true_xy: np.ndarray, *, radius_px: float) 
     precision = tp / len(p) if len(p) else 0.0
     recall = tp / len(t) if len(t) else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "tp": tp, "fp": fp, "fn": fn,
-            "n_picked": int(len(p)), "n_true": int(len(t)), "matches": matches}
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "n_picked": int(len(p)),
+        "n_true": int(len(t)),
+        "matches": matches,
+    }
+
+
+def threshold_sweep(
+    image: np.ndarray,
+    true_xy: np.ndarray,
+    *,
+    particle_diameter_px: float,
+    thresholds: np.ndarray | None = None,
+    radius_px: float | None = None,
+    polarity: str = "dark",
+    exclude_mask: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 of :func:`pick_particles` as a function of the heat threshold.
+
+    One fixed threshold favours some outputs over others (a denoiser that flattens the background changes the
+    robust sigma the heat is measured in); the sweep compares methods over all thresholds.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (ny, nx)
+    true_xy : array_like, shape (m, 2)
+        True or reference coordinates (x, y), px.
+    particle_diameter_px : float
+    thresholds : array_like, optional
+        Heat thresholds in robust sigmas (default 1 to 6 in steps of 0.5).
+    radius_px : float, optional
+        Match radius (default half the particle diameter).
+    polarity, exclude_mask, seed
+        As in :func:`pick_particles`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``threshold``, ``precision``, ``recall``, ``f1`` and ``n_picked``, one entry per threshold.
+    """
+    ts = np.arange(1.0, 6.01, 0.5) if thresholds is None else np.asarray(thresholds, dtype=float).ravel()
+    if ts.size == 0:
+        raise InputError("thresholds is empty; give at least one heat threshold (robust sigmas).")
+    radius = particle_diameter_px / 2.0 if radius_px is None else float(radius_px)
+    heat = picking_heatmap(image, particle_diameter_px=particle_diameter_px, polarity=polarity)
+    out = {k: np.zeros(ts.size) for k in ("precision", "recall", "f1", "n_picked")}
+    for i, t in enumerate(ts):
+        picks = pick_particles(image, particle_diameter_px=particle_diameter_px, threshold=float(t), polarity=polarity,
+                               exclude_mask=exclude_mask, seed=seed, heat=heat)
+        score = score_picks(picks.coords_xy, true_xy, radius_px=radius)
+        for k in out:
+            out[k][i] = score[k]
+    out["threshold"] = ts
+    return out

@@ -32,7 +32,8 @@ mean and standard deviation of the reference ``X`` ("we use the contrast of X as
 The same map is applied to the clean target ``T = F(alpha S + gamma)``, so that ``Y - T = (sigma_X / sigma_Z)
 beta V`` is pure (rescaled) GAN noise and a perfect denoiser of ``Y`` returns ``T``. With ``"matched"``
 coefficients ``F`` is close to the identity (it only removes the chance correlation between ``S`` and ``V``);
-``modulation="none"`` is the identity.
+``modulation="none"`` is the identity. Being affine, F never changes a pair's signal-to-noise ratio, so the
+comparison of the two methods does not depend on it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 METHODS: tuple[str, ...] = ("paper", "matched")
 MODULATIONS: tuple[str, ...] = ("contrast", "none")
 _CHUNK = 512  # patches per float64 block (bounds memory for large batches)
+_FLAT_CONTRAST = 1e-5  # clean patches with std(S) / |mean(S)| at or below this count as constant
 
 
 def _as_batch(array, name: str) -> tuple[np.ndarray, bool]:
@@ -120,7 +122,8 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     which is the same minimiser as the 3 x 3 system on ``[S, V, 1]`` and better conditioned. When the 2 x 2
     system is singular (a constant patch, e.g. a clean crop without any particle) the minimum-norm solution
     of the centred system is returned: the coefficient of a constant column is 0, which leaves the fitted
-    composite unchanged (the offset absorbs it).
+    composite unchanged (the offset absorbs it). A clean patch whose relative contrast ``std(S) / |mean(S)|``
+    is at most 1e-5 (float32 rounding of a flat background) counts as constant.
     """
     if method not in METHODS:
         raise InputError(f"method={method!r} is not a re-weighting method; use one of {', '.join(METHODS)}.")
@@ -144,6 +147,10 @@ def _fit_block(S: np.ndarray, V: np.ndarray, X: np.ndarray, method: str) -> np.n
     s -= ms[:, None]
     v -= mv[:, None]
     x -= mx[:, None]
+    # a clean patch whose contrast is below float32 resolution (a crop of pure background) carries no signal:
+    # treat it as constant, or the fit would scale rounding noise up to the level of X
+    flat = np.sqrt(np.einsum("ij,ij->i", s, s) / s.shape[1]) <= _FLAT_CONTRAST * (np.abs(ms) + 1e-30)
+    s[flat] = 0.0
     css = np.einsum("ij,ij->i", s, s)
     cvv = np.einsum("ij,ij->i", v, v)
     csv = np.einsum("ij,ij->i", s, v)
@@ -165,7 +172,7 @@ def _fit_block(S: np.ndarray, V: np.ndarray, X: np.ndarray, method: str) -> np.n
             sol = np.einsum("nij,nj->ni", np.linalg.pinv(gram, rcond=1e-12, hermitian=True), rhs)
             alpha[bad], beta[bad] = sol[:, 0], sol[:, 1]
     else:  # matched
-        has_signal = css > tiny * np.maximum(np.einsum("ij,ij->i", x, x), np.finfo(np.float64).tiny)
+        has_signal = css > 0
         alpha = np.where(has_signal, csx / np.where(has_signal, css, 1.0), 0.0)
         residual_power = np.einsum("ij,ij->i", x, x) - alpha * csx  # sum of squares of the centred residual
         residual_power = np.maximum(residual_power, 0.0)

@@ -20,9 +20,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,8 @@ from .errors import ConfigError, InputError, NT2CError
 from .io import read_image, read_json, write_json, write_mrc
 from .rundir import RunDir
 
-__all__ = ["PIPELINE_STAGES", "PipelineResult", "run_pipeline", "resolve_micrographs", "read_micrograph_list"]
+__all__ = ["PIPELINE_STAGES", "PipelineResult", "run_pipeline", "resolve_micrographs", "read_micrograph_list",
+           "fine_variant", "stage_timings", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ def run_pipeline(
     device: str = "auto",
     seed: int = 0,
     compare_coarse: bool = True,
+    stage_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Run the whole NT2C method and denoise the micrographs (see the module docstring).
@@ -191,6 +194,9 @@ def run_pipeline(
     compare_coarse : bool
         Also denoise the micrographs with the coarse model (into ``RUN/report/coarse/``) for the report's
         coarse-against-fine comparison.
+    stage_overrides : mapping of str to mapping, optional
+        Settings replacing a stage's profile defaults, e.g. ``{"reweight": {"method": "paper"}}`` (they are
+        recorded in the stage's stamp, so changing them re-runs that stage).
     echo : callable, optional
         Called with one line per step (the CLI prints them); default: log at INFO level.
 
@@ -212,10 +218,15 @@ def run_pipeline(
 
     from .pipeline import run_stage
 
+    stage_overrides = dict(stage_overrides or {})
+    unknown = set(stage_overrides) - set(PIPELINE_STAGES) - {"denoise"}
+    if unknown:
+        raise ConfigError(f"stage_overrides names unknown stage(s) {sorted(unknown)}; stages are "
+                          f"{', '.join(PIPELINE_STAGES)} and denoise.")
     for k, name in enumerate(PIPELINE_STAGES, 1):
         before = _stamp_signature(run, name)
         start = time.perf_counter()
-        run_stage(name, run, profile=profile, seed=seed, device=device)
+        run_stage(name, run, profile=profile, seed=seed, device=device, **dict(stage_overrides.get(name, {})))
         seconds = time.perf_counter() - start
         ran = _stamp_signature(run, name) != before
         result.seconds[name] = round(seconds, 3) if ran else 0.0
@@ -223,7 +234,7 @@ def run_pipeline(
             result.stages_run.append(name)
         echo(f"[{k}/{len(PIPELINE_STAGES)}] {name}: " + (f"done in {seconds:.1f} s" if ran else "complete, skipped"))
 
-    settings = stage_config("denoise", profile, seed=seed, device=device)
+    settings = stage_config("denoise", profile, seed=seed, device=device, **dict(stage_overrides.get("denoise", {})))
     fine_path = run.models / "fine.safetensors"
     denoised, new, failed = _denoise_all(result.micrographs, fine_path, run.denoised, settings, echo=echo)
     result.denoised, result.newly_denoised, result.failed = denoised, new, failed
@@ -274,12 +285,80 @@ def _denoise_all(micrographs: list[Path], model_path: Path, out_dir: Path, setti
             model = load_model(model_path)
         start = time.perf_counter()
         result = denoise_micrograph(model, image, device=settings.device, tile=settings.tile,
-                                    overlap=settings.overlap)
+                                    overlap=settings.overlap, batch_size=settings.batch_size)
         write_mrc(target, np.asarray(result, dtype=np.float32), pixel_size_A=pixel_size, overwrite=True)
         echo(f"denoised ({label}) {mic} -> {target} in {time.perf_counter() - start:.1f} s")
         outputs.append(target)
         new.append(target)
     return outputs, new, failed
+
+
+# -------------------------------------------------------------------------------------------------------------
+# ablation: a fine model trained on pairs from another coefficient method
+# -------------------------------------------------------------------------------------------------------------
+def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
+    """Make ``stage`` complete in ``dst`` by hard-linking (or copying) its stamp and outputs from ``src``."""
+    import shutil
+
+    stamp = src.read_stamp(stage)
+    if not stamp:
+        raise ConfigError(f"stage {stage} has not run in {src.path}; run it first (`nt2c {stage} --run {src.path}`).")
+    for rel in [*stamp.get("outputs", {}), str(src.stamp_path(stage).relative_to(src.path))]:
+        a, b = src.path / rel, dst.path / rel
+        if b.exists() or not a.exists():
+            continue
+        b.parent.mkdir(parents=True, exist_ok=True)
+        if a.is_dir():
+            shutil.copytree(a, b)
+            continue
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+
+def fine_variant(run: RunDir | str | os.PathLike, method: str, *, profile: str = "quick", seed: int = 0,
+                 device: str = "auto") -> Path:
+    """The fine model trained on pairs re-weighted with ``method`` (for the ablation of notebook 06).
+
+    When ``run``'s own pairs were made with ``method`` this is ``RUN/models/fine.safetensors`` (trained if
+    needed). Otherwise a sub-run ``RUN/ablation/<method>/`` shares the run's simulation, coarse model and GAN
+    (hard links) and re-runs only ``reweight`` (with ``method``) and ``train-fine``, with the settings the run's
+    own stages used (from their stamps), so that only the coefficient fit differs.
+
+    Returns
+    -------
+    pathlib.Path
+        The fine model's ``.safetensors`` file.
+    """
+    from .pipeline import run_stage
+    from .reweighting import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r}: use one of {', '.join(METHODS)}.")
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    summary = run.path / "pairs" / "summary.json"
+    used = read_json(summary).get("method") if summary.is_file() else stage_config("reweight", profile).method
+    if method == used:
+        run_stage("train-fine", run, profile=profile, seed=seed, device=device)
+        return run.models / "fine.safetensors"
+    for stage in ("simulate", "train-coarse", "train-gan"):
+        if not run.is_complete(stage):
+            run_stage(stage, run, profile=profile, seed=seed, device=device)
+    sub = RunDir(run.path / "ablation" / method)
+    sub.init_params(run.params())
+    for stage in ("simulate", "train-coarse", "train-gan"):
+        _link_stage(run, sub, stage)
+    # the same settings as the run's own reweight and train-fine stages, except the method
+    same = {}
+    for stage in ("reweight", "train-fine"):
+        stamp = run.read_stamp(stage) or {}
+        same[stage] = {k: v for k, v in (stamp.get("settings") or {}).items() if k != "device"}
+        same[stage].setdefault("seed", seed)
+    same["reweight"]["method"] = method
+    run_stage("reweight", sub, profile=profile, device=device, **same["reweight"])
+    run_stage("train-fine", sub, profile=profile, device=device, **same["train-fine"])
+    return sub.models / "fine.safetensors"
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -388,7 +467,7 @@ def write_report(run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path
 
 
 def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: int = 384) -> None:
-    """Whole micrographs (top) and a central crop (bottom) of each image, side by side."""
+    """Whole micrographs (top) and a central zoom (bottom, at most ``crop_px`` and half the side) of each image."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -397,7 +476,7 @@ def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: 
     from .plots.common import display_range
 
     ny, nx = next(iter(images.values())).shape
-    c = min(crop_px, ny, nx)
+    c = max(16, min(crop_px, ny // 2, nx // 2))  # the bottom row is always a zoom
     r0, c0 = (ny - c) // 2, (nx - c) // 2
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 6.0), squeeze=False)
@@ -422,9 +501,20 @@ def _markdown(summary: dict) -> str:
     lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {'-' if v is None else f'{v:.1f}'} |" for k, v in summary["seconds_per_stage"].items()]
     lines += [f"| **total** | {summary['total_stage_seconds']:.1f} |", ""]
-    if summary.get("noise_fidelity"):
-        lines += ["## Noise fidelity (RUN/report/noise_fidelity.json)", "", "```json",
-                  json.dumps(summary["noise_fidelity"], indent=2), "```", ""]
+    fidelity = summary.get("noise_fidelity")
+    if fidelity:
+        lines += ["## Noise fidelity (RUN/report/noise_fidelity.json)", ""]
+        rows = fidelity.get("rows") if isinstance(fidelity, dict) else None
+        if isinstance(rows, dict) and rows:
+            keys = ("psd_log_ratio_db", "ks_statistic", "wasserstein", "acf_mad")
+            lines += [f"Against {fidelity.get('reference', 'held-out real noise')} (lower is closer):", "",
+                      "| noise | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+            for name, row in rows.items():
+                cells = [f"{row[k]:.3g}" if isinstance(row.get(k), (int, float)) else "-" for k in keys]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+        else:
+            lines += ["```json", json.dumps(fidelity, indent=2), "```", ""]
     if summary.get("pairs"):
         p = summary["pairs"]
         lines += ["## Re-weighted pairs", "", f"method `{p['method']}`, {p['n_pairs']} pairs of {p['patch_px']} px; "

@@ -119,3 +119,44 @@ def test_other_micrographs_in_an_existing_run_are_refused(smoke_run, tmp_path):
     other = write_mrc(tmp_path / "other.mrc", np.zeros((64, 64), np.float32))
     with pytest.raises(ConfigError, match="other micrographs"):
         run_pipeline(out=smoke_run, micrographs=[other], profile="smoke", device="cpu")
+
+
+def test_gain_map_has_the_requested_pixel_and_banding_statistics():
+    from nt2c.experimental import Departures, gain_map
+
+    dep = Departures(gain_pixel_std=0.05, gain_column_std=0.02, gain_row_std=0.0)
+    g = gain_map((512, 512), dep, seed=3).astype(np.float64)
+    assert g.mean() == pytest.approx(1.0, abs=0.01)
+    columns = g.mean(axis=0)  # per-pixel errors average out along a column, the banding stays
+    assert columns.std() == pytest.approx(0.02, rel=0.2)
+    assert g.mean(axis=1).std() < 0.005  # no row banding asked for
+    assert (g - columns[None, :]).std() == pytest.approx(0.05, rel=0.05)
+    np.testing.assert_array_equal(g, gain_map((512, 512), dep, seed=3))  # the same detector for every micrograph
+    from nt2c.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gain_pixel_std"):
+        Departures(gain_pixel_std=0.5)
+
+
+def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run):
+    """The stand-ins' noise (noisy - clean) exceeds the nominal simulation's, and a second call simulates nothing."""
+    from nt2c.experimental import experimental_entries, simulate_experimental
+    from nt2c.io import read_image, read_star
+    from nt2c.rundir import RunDir
+
+    run = RunDir(smoke_run)
+    entry = experimental_entries(run)[0]
+    noisy, _ = read_image(entry["micrograph"])
+    clean, _ = read_image(entry["clean"])
+    gain, _ = read_image(smoke_run / "experimental" / "gain_map.mrc")
+    assert "rlnCoordinateX" in read_star(entry["coords"])
+    sim_noisy, _ = read_image(smoke_run / "simulated" / "mic_0000.mrc")
+    sim_clean, _ = read_image(smoke_run / "simulated" / "mic_0000_clean.mrc")
+    excess = (noisy - clean).std() / (sim_noisy - sim_clean).std()
+    assert excess > 1.05  # thicker ice + gain pattern
+    # the gain pattern is multiplicative: dividing it out leaves noise uncorrelated with it
+    assert abs(np.corrcoef((noisy / gain - clean).ravel(), gain.ravel())[0, 1]) < 0.1
+    before = (smoke_run / "experimental" / "manifest.json").stat().st_mtime_ns
+    paths = simulate_experimental(run, run.params(), profile="smoke", device="cpu")
+    assert [str(p) for p in paths] == [e["micrograph"] for e in experimental_entries(run)]
+    assert (smoke_run / "experimental" / "manifest.json").stat().st_mtime_ns == before

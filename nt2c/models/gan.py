@@ -14,14 +14,14 @@ z-score (:func:`nt2c.noise_model.sample_noise`), so generated noise comes back i
 
 Why the critic has no normalisation layers
 ------------------------------------------
-* **Batch norm** couples the samples of a batch, so the critic's gradient with respect to one input depends on
-  the others; the gradient penalty of WGAN-GP constrains the gradient *per sample* and is no longer the penalty
-  it claims to be (Gulrajani et al. 2017, section 4).
+* **Batch norm** couples the samples of a batch, so the critic's gradient with respect to one input depends
+  on the others; the gradient penalty of WGAN-GP constrains the gradient *per sample* and is no longer the
+  penalty it claims to be (Gulrajani et al. 2017, section 4).
 * **Instance and layer norm** (the usual replacements, instance norm in the reference code) divide every
   sample's feature maps by their own standard deviation after a linear convolution. That makes the critic
-  (nearly) blind to the overall amplitude and offset of a patch -- for a *noise* model the variance is the first
-  statistic to get right. So the critic here uses no normalisation at all; the gradient penalty alone keeps it
-  well conditioned (a plain convolutional critic is one of the architectures of Gulrajani et al.).
+  (nearly) blind to the overall amplitude and offset of a patch -- for a *noise* model the variance is the
+  first statistic to get right. So the critic here uses no normalisation at all; the gradient penalty alone
+  keeps it well conditioned (a plain convolutional critic is one of the architectures of Gulrajani et al.).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ PATCH_SIZES: tuple[int, ...] = (64, 128, 256)
 def check_patch_px(patch_px: int) -> int:
     """Return ``patch_px`` if the networks support it, else raise :class:`~nt2c.errors.ConfigError`."""
     if int(patch_px) not in PATCH_SIZES:
-        raise ConfigError(f"patch_px = {patch_px!r}: the GAN makes square patches of side 64, 128 or 256 px only.")
+        raise ConfigError(
+            f"patch_px = {patch_px!r}: the GAN makes square patches of side 64, 128 or 256 px only."
+        )
     return int(patch_px)
 
 
@@ -56,8 +58,16 @@ class Generator(nn.Module):
         5. ConvT k=4, s=2, p=1      -> (w,  d,    d)        + BN + ReLU
         6. ConvT k=3, s=1, p=1      -> (1,  d,    d)        linear (z-scored noise is unbounded)
 
-    The last layer is a stride-1 3 x 3 layer rather than a fifth upsampling: it smooths the checkerboard pattern
-    of stride-2 transposed convolutions, which would otherwise show up as peaks in the noise power spectrum.
+    The last layer is a stride-1 3 x 3 layer rather than a fifth upsampling: it smooths the checkerboard
+    pattern of stride-2 transposed convolutions, which would otherwise show up as peaks in the noise power
+    spectrum.
+
+    With ``spatial_latent=True`` the latent vector is longer, ``latent_dim * (d/16)^2`` values laid out as a
+    ``(latent_dim, d/16, d/16)`` grid, and layer 1 is a 3 x 3, stride-1 transposed convolution over that grid.
+    Every region of the patch then has latent values of its own and all layers are translation-equivariant:
+    the generator no longer has to learn that noise is stationary, and its patches are not confined to a
+    ``latent_dim``-dimensional family (with one ``latent_dim = 100`` vector per 64 x 64 patch they are; see
+    :func:`nt2c.fidelity.top_component_fraction`). The default, ``False``, is the paper's generator.
 
     Parameters
     ----------
@@ -67,18 +77,37 @@ class Generator(nn.Module):
         Length of the latent vector ``z`` (standard normal).
     width : int
         Channels ``w`` of the last hidden layer.
+    spatial_latent : bool
+        Lay the latent out on a ``(d/16) x (d/16)`` grid (see above).
+
+    Attributes
+    ----------
+    latent_size : int
+        Length of the latent vectors :meth:`forward` takes.
     """
 
-    def __init__(self, *, patch_px: int = 64, latent_dim: int = 100, width: int = 64):
+    def __init__(
+        self, *, patch_px: int = 64, latent_dim: int = 100, width: int = 64, spatial_latent: bool = False
+    ):
         super().__init__()
         self.patch_px = check_patch_px(patch_px)
         self.latent_dim = int(latent_dim)
         self.width = int(width)
+        self.spatial_latent = bool(spatial_latent)
         start = self.patch_px // 16
+        self.grid = start if self.spatial_latent else 1
+        self.latent_size = self.latent_dim * self.grid**2
         w = self.width
         ch = [8 * w, 8 * w, 4 * w, 2 * w, w]  # channels after layers 1..5
+        first = (
+            nn.ConvTranspose2d(self.latent_dim, ch[0], kernel_size=3, stride=1, padding=1, bias=False)
+            if self.spatial_latent
+            else nn.ConvTranspose2d(
+                self.latent_dim, ch[0], kernel_size=start, stride=1, padding=0, bias=False
+            )
+        )
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(self.latent_dim, ch[0], kernel_size=start, stride=1, padding=0, bias=False),
+            first,
             nn.BatchNorm2d(ch[0]),
             nn.ReLU(inplace=True),
         ]
@@ -97,14 +126,16 @@ class Generator(nn.Module):
 
         Parameters
         ----------
-        z : torch.Tensor, shape (B, latent_dim)
+        z : torch.Tensor, shape (B, latent_size)
+            Standard-normal latent vectors (``latent_size = latent_dim``, or ``latent_dim * (d/16)^2`` with a
+            spatial latent).
 
         Returns
         -------
         torch.Tensor, shape (B, 1, d, d)
             Noise in z-score units of the training patches.
         """
-        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+        return self.net(z.reshape(z.shape[0], self.latent_dim, self.grid, self.grid))
 
 
 class Critic(nn.Module):
@@ -138,7 +169,10 @@ class Critic(nn.Module):
         ch = [1, self.width, self.width * 2, self.width * 4, self.width * 8, self.width * 8]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(ch[:-1], ch[1:]):
-            layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers.append(nn.Conv2d(ch[-1], 1, kernel_size=self.patch_px // 32, stride=1, padding=0))
         self.net = nn.Sequential(*layers)
         self.apply(_init_weights)
@@ -172,13 +206,14 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def gan_architecture(*, patch_px: int, latent_dim: int, width: int) -> dict:
-    """The JSON-ready description of a generator, as stored in ``gan.json``."""
+def gan_architecture(*, patch_px: int, latent_dim: int, width: int, spatial_latent: bool = False) -> dict:
+    """Describe a generator for ``gan.json`` (JSON-ready)."""
     return {
         "name": "nt2c.models.gan.Generator",
         "patch_px": check_patch_px(patch_px),
         "latent_dim": int(latent_dim),
         "width": int(width),
+        "spatial_latent": bool(spatial_latent),
         "layers": 6,
         "output": "linear (z-score units)",
     }

@@ -76,8 +76,10 @@ class UNet(nn.Module):
         w, s = self.width, self.negative_slope
         # encoder: level l (l = 0 .. depth-1) convolves at 1/2**l resolution, then max-pools
         self.encoders = nn.ModuleList(
-            [nn.Sequential(*_conv(1 if level == 0 else w, w, first_kernel if level == 0 else 3, s))
-             for level in range(depth)]
+            [
+                nn.Sequential(*_conv(1 if level == 0 else w, w, first_kernel if level == 0 else 3, s))
+                for level in range(depth)
+            ]
         )
         self.bottleneck = nn.Sequential(*_conv(w, w, 3, s))
         # decoder: block k up-samples to level depth-1-k and merges that level's pooled features
@@ -97,8 +99,13 @@ class UNet(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments (what :func:`build_model` needs to rebuild the network)."""
-        return {"arch": "nt2c.UNet", "width": self.width, "first_kernel": self.first_kernel,
-                "depth": self.depth, "negative_slope": self.negative_slope}
+        return {
+            "arch": "nt2c.UNet",
+            "width": self.width,
+            "first_kernel": self.first_kernel,
+            "depth": self.depth,
+            "negative_slope": self.negative_slope,
+        }
 
     def receptive_radius(self) -> int:
         """Upper bound (px) on how far an output pixel's value depends on input pixels.

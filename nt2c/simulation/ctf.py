@@ -2,13 +2,14 @@
 
 Convention (CTFFIND4 / cisTEM): underfocus is positive, ``CTF = -sin(gamma)`` with
 
-    gamma(k, theta) = pi lambda df(theta) k^2 - (pi / 2) Cs lambda^3 k^4 + phi + w,
-    df(theta) = 0.5 [dfU + dfV + (dfU - dfV) cos 2 (theta - theta_ast)],  w = arctan(A / sqrt(1 - A^2)),
+    gamma(k, theta) = pi lambda df(theta) k^2 - (pi / 2) Cs lambda^3 k^4 + phi + w, df(theta) = 0.5 [dfU + dfV
+    + (dfU - dfV) cos 2 (theta - theta_ast)],  w = arctan(A / sqrt(1 - A^2)),
 
-so ``CTF(0) = -A`` and, under the weak-phase approximation, ``I / I0 = 1 + 2 F^-1[CTF F(sigma_e V_z)]``: protein
-(positive potential) appears dark in underfocus. ``theta = atan2(ky, kx)`` with array rows along y.
+so ``CTF(0) = -A`` and, under the weak-phase approximation, ``I / I0 = 1 + 2 F^-1[CTF F(sigma_e V_z)]``:
+protein (positive potential) appears dark in underfocus. ``theta = atan2(ky, kx)`` with array rows along y.
 Envelopes: B-factor ``exp(-B k^2 / 4)``, temporal coherence ``exp[-(pi lambda k^2 Cc dE / V)^2 / (16 ln 2)]``
-(``dE`` the FWHM energy spread) and spatial coherence ``exp[-pi^2 alpha^2 (Cs lambda^2 k^3 - df k)^2 / ln 2]``.
+(``dE`` the FWHM energy spread) and spatial coherence ``exp[-pi^2 alpha^2 (Cs lambda^2 k^3 - df k)^2 / ln
+2]``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ __all__ = [
     "ctf_gamma",
     "ctf_1d",
     "ctf_2d",
+    "ctf_phase_2d",
     "ctf_envelope",
     "ctf_zeros",
+    "radial_power_spectrum",
 ]
 
 # CODATA 2018
@@ -71,7 +74,9 @@ def interaction_constant(voltage_kV: float) -> float:
     return 2 * math.pi * mass * _E * lam_m / _H**2 * 1e-10  # per (V m) -> per (V A)
 
 
-def frequency_grid(shape: tuple[int, int], pixel_size_A: float, *, rfft: bool = True, device=None):
+def frequency_grid(
+    shape: tuple[int, int], pixel_size_A: float, *, rfft: bool = True, device=None, dtype=None
+):
     """Spatial frequencies of a DFT grid.
 
     Parameters
@@ -84,16 +89,17 @@ def frequency_grid(shape: tuple[int, int], pixel_size_A: float, *, rfft: bool = 
 
     Returns
     -------
-    kx, ky : torch.Tensor, float64, broadcastable to the grid, in 1/A
+    kx, ky : torch.Tensor (float32 unless ``dtype``), broadcastable to the grid, in 1/A
     """
     import torch
 
+    dtype = dtype or torch.float32
     ny, nx = shape
-    fy = torch.fft.fftfreq(ny, d=pixel_size_A, dtype=torch.float64, device=device)[:, None]
+    fy = torch.fft.fftfreq(ny, d=pixel_size_A, dtype=dtype, device=device)[:, None]
     if rfft:
-        fx = torch.fft.rfftfreq(nx, d=pixel_size_A, dtype=torch.float64, device=device)[None, :]
+        fx = torch.fft.rfftfreq(nx, d=pixel_size_A, dtype=dtype, device=device)[None, :]
     else:
-        fx = torch.fft.fftfreq(nx, d=pixel_size_A, dtype=torch.float64, device=device)[None, :]
+        fx = torch.fft.fftfreq(nx, d=pixel_size_A, dtype=dtype, device=device)[None, :]
     return fx, fy
 
 
@@ -106,8 +112,15 @@ def _check_optics(voltage_kV, cs_mm, amplitude_contrast):
         raise ConfigError(f"amplitude_contrast = {amplitude_contrast!r}: must be in [0, 1) (e.g. 0.07).")
 
 
-def ctf_gamma(k, defocus_A, *, voltage_kV: float = 300.0, cs_mm: float = 2.7, amplitude_contrast: float = 0.07,
-              phase_shift_deg: float = 0.0):
+def ctf_gamma(
+    k,
+    defocus_A,
+    *,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+):
     """Phase ``gamma`` of the CTF (radians) at spatial frequency ``k`` for the local defocus ``defocus_A``.
 
     Works on NumPy arrays and torch tensors alike (``k`` and ``defocus_A`` broadcast).
@@ -117,13 +130,25 @@ def ctf_gamma(k, defocus_A, *, voltage_kV: float = 300.0, cs_mm: float = 2.7, am
     cs_A = cs_mm * 1e7
     w = math.atan2(amplitude_contrast, math.sqrt(1 - amplitude_contrast**2))
     k2 = k * k
-    return (math.pi * lam * defocus_A * k2 - 0.5 * math.pi * cs_A * lam**3 * k2 * k2
-            + math.radians(phase_shift_deg) + w)
+    return (
+        math.pi * lam * defocus_A * k2
+        - 0.5 * math.pi * cs_A * lam**3 * k2 * k2
+        + math.radians(phase_shift_deg)
+        + w
+    )
 
 
-def ctf_envelope(k, defocus_A, *, voltage_kV: float = 300.0, cs_mm: float = 2.7, b_factor_A2: float = 0.0,
-                 cc_mm: float | None = 2.7, energy_spread_eV: float = 0.7,
-                 illumination_aperture_mrad: float | None = 0.03):
+def ctf_envelope(
+    k,
+    defocus_A,
+    *,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    b_factor_A2: float = 0.0,
+    cc_mm: float | None = 2.7,
+    energy_spread_eV: float = 0.7,
+    illumination_aperture_mrad: float | None = 0.03,
+):
     """Product of the B-factor, temporal and spatial coherence envelopes at frequency ``k`` (1/A).
 
     Parameters
@@ -133,8 +158,8 @@ def ctf_envelope(k, defocus_A, *, voltage_kV: float = 300.0, cs_mm: float = 2.7,
     b_factor_A2 : float
         ``exp(-B k^2 / 4)``; 0 switches it off.
     cc_mm, energy_spread_eV : float
-        Chromatic aberration (mm) and FWHM energy spread (eV) of the temporal envelope; ``cc_mm=None`` or 0 switches
-        it off (InSilicoTEM defaults 2.7 mm, 0.7 eV).
+        Chromatic aberration (mm) and FWHM energy spread (eV) of the temporal envelope; ``cc_mm=None`` or 0
+        switches it off (InSilicoTEM defaults 2.7 mm, 0.7 eV).
     illumination_aperture_mrad : float or None
         Illumination semi-angle ``alpha`` (mrad) of the spatial envelope; None or 0 switches it off.
     """
@@ -147,7 +172,9 @@ def ctf_envelope(k, defocus_A, *, voltage_kV: float = 300.0, cs_mm: float = 2.7,
         env = env * lib.exp(-((math.pi * lam * k * k * delta) ** 2) / (16 * math.log(2)))
     if illumination_aperture_mrad:
         alpha = illumination_aperture_mrad * 1e-3
-        env = env * lib.exp(-(math.pi**2) * alpha**2 * (cs_A * lam**2 * k**3 - defocus_A * k) ** 2 / math.log(2))
+        env = env * lib.exp(
+            -(math.pi**2) * alpha**2 * (cs_A * lam**2 * k**3 - defocus_A * k) ** 2 / math.log(2)
+        )
     return env
 
 
@@ -157,9 +184,20 @@ def _lib(x):
     return torch if isinstance(x, torch.Tensor) else np
 
 
-def ctf_1d(k, *, defocus_um: float, voltage_kV: float = 300.0, cs_mm: float = 2.7, amplitude_contrast: float = 0.07,
-           phase_shift_deg: float = 0.0, b_factor_A2: float = 0.0, envelopes: bool = False,
-           cc_mm: float = 2.7, energy_spread_eV: float = 0.7, illumination_aperture_mrad: float = 0.03) -> np.ndarray:
+def ctf_1d(
+    k,
+    *,
+    defocus_um: float,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+    b_factor_A2: float = 0.0,
+    envelopes: bool = False,
+    cc_mm: float = 2.7,
+    energy_spread_eV: float = 0.7,
+    illumination_aperture_mrad: float = 0.03,
+) -> np.ndarray:
     """Radial CTF profile (no astigmatism).
 
     Parameters
@@ -169,8 +207,8 @@ def ctf_1d(k, *, defocus_um: float, voltage_kV: float = 300.0, cs_mm: float = 2.
     defocus_um : float
         Underfocus (micrometres, positive).
     envelopes : bool
-        Apply the temporal and spatial coherence envelopes (the B-factor envelope applies whenever ``b_factor_A2``
-        is non-zero).
+        Apply the temporal and spatial coherence envelopes (the B-factor envelope applies whenever
+        ``b_factor_A2`` is non-zero).
 
     Returns
     -------
@@ -179,20 +217,50 @@ def ctf_1d(k, *, defocus_um: float, voltage_kV: float = 300.0, cs_mm: float = 2.
     """
     k = np.asarray(k, dtype=np.float64)
     df = defocus_um * 1e4
-    ctf = -np.sin(ctf_gamma(k, df, voltage_kV=voltage_kV, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
-                            phase_shift_deg=phase_shift_deg))
-    env = ctf_envelope(k, df, voltage_kV=voltage_kV, cs_mm=cs_mm, b_factor_A2=b_factor_A2,
-                       cc_mm=cc_mm if envelopes else None, energy_spread_eV=energy_spread_eV,
-                       illumination_aperture_mrad=illumination_aperture_mrad if envelopes else None)
+    ctf = -np.sin(
+        ctf_gamma(
+            k,
+            df,
+            voltage_kV=voltage_kV,
+            cs_mm=cs_mm,
+            amplitude_contrast=amplitude_contrast,
+            phase_shift_deg=phase_shift_deg,
+        )
+    )
+    env = ctf_envelope(
+        k,
+        df,
+        voltage_kV=voltage_kV,
+        cs_mm=cs_mm,
+        b_factor_A2=b_factor_A2,
+        cc_mm=cc_mm if envelopes else None,
+        energy_spread_eV=energy_spread_eV,
+        illumination_aperture_mrad=illumination_aperture_mrad if envelopes else None,
+    )
     return ctf * env
 
 
-def ctf_2d(shape: tuple[int, int], pixel_size_A: float, *, defocus_u_A: float, defocus_v_A: float | None = None,
-           astigmatism_angle_deg: float = 0.0, voltage_kV: float = 300.0, cs_mm: float = 2.7,
-           amplitude_contrast: float = 0.07, phase_shift_deg: float = 0.0, b_factor_A2: float = 0.0,
-           envelopes: bool = True, cc_mm: float = 2.7, energy_spread_eV: float = 0.7,
-           illumination_aperture_mrad: float = 0.03, rfft: bool = True, device=None, dtype=None):
-    """The 2-D CTF on a DFT grid (origin at index [0, 0]).
+def ctf_2d(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    *,
+    defocus_u_A: float,
+    defocus_v_A: float | None = None,
+    astigmatism_angle_deg: float = 0.0,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+    b_factor_A2: float = 0.0,
+    envelopes: bool = True,
+    cc_mm: float = 2.7,
+    energy_spread_eV: float = 0.7,
+    illumination_aperture_mrad: float = 0.03,
+    rfft: bool = True,
+    device=None,
+    dtype=None,
+):
+    """Compute the 2-D CTF on a DFT grid (origin at index [0, 0]).
 
     Parameters
     ----------
@@ -214,24 +282,95 @@ def ctf_2d(shape: tuple[int, int], pixel_size_A: float, *, defocus_u_A: float, d
     """
     import torch
 
+    gamma, env = ctf_phase_2d(
+        shape,
+        pixel_size_A,
+        defocus_u_A=defocus_u_A,
+        defocus_v_A=defocus_v_A,
+        astigmatism_angle_deg=astigmatism_angle_deg,
+        voltage_kV=voltage_kV,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        b_factor_A2=b_factor_A2,
+        envelopes=envelopes,
+        cc_mm=cc_mm,
+        energy_spread_eV=energy_spread_eV,
+        illumination_aperture_mrad=illumination_aperture_mrad,
+        rfft=rfft,
+        device=device,
+    )
+    return (-torch.sin(gamma) * env).to(dtype or torch.float32)
+
+
+def ctf_phase_2d(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    *,
+    defocus_u_A: float,
+    defocus_v_A: float | None = None,
+    astigmatism_angle_deg: float = 0.0,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+    b_factor_A2: float = 0.0,
+    envelopes: bool = True,
+    cc_mm: float = 2.7,
+    energy_spread_eV: float = 0.7,
+    illumination_aperture_mrad: float = 0.03,
+    rfft: bool = True,
+    device=None,
+):
+    """Compute the phase ``gamma`` (rad) and the envelope of the CTF on a DFT grid; see :func:`ctf_2d`.
+
+    float32 is enough: the phase (< ~10^3 rad on usual grids) keeps an absolute error below 10^-4 rad.
+
+    With ``amplitude_contrast=0`` the phase is the wave aberration ``chi`` used by the full phase-grating
+    model.
+    """
+    import torch
+
     if not pixel_size_A > 0:
         raise ConfigError(f"pixel_size_A = {pixel_size_A!r}: must be positive.")
     dfv = defocus_u_A if defocus_v_A is None else defocus_v_A
     kx, ky = frequency_grid(shape, pixel_size_A, rfft=rfft, device=device)
     k = torch.sqrt(kx * kx + ky * ky)
     theta = torch.atan2(ky, kx)
-    df = 0.5 * (defocus_u_A + dfv + (defocus_u_A - dfv) * torch.cos(2 * (theta - math.radians(astigmatism_angle_deg))))
-    gamma = ctf_gamma(k, df, voltage_kV=voltage_kV, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
-                      phase_shift_deg=phase_shift_deg)
-    ctf = -torch.sin(gamma)
-    ctf = ctf * ctf_envelope(k, df, voltage_kV=voltage_kV, cs_mm=cs_mm, b_factor_A2=b_factor_A2,
-                             cc_mm=cc_mm if envelopes else None, energy_spread_eV=energy_spread_eV,
-                             illumination_aperture_mrad=illumination_aperture_mrad if envelopes else None)
-    return ctf.to(dtype or torch.float32)
+    df = 0.5 * (
+        defocus_u_A + dfv + (defocus_u_A - dfv) * torch.cos(2 * (theta - math.radians(astigmatism_angle_deg)))
+    )
+    gamma = ctf_gamma(
+        k,
+        df,
+        voltage_kV=voltage_kV,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+    )
+    env = ctf_envelope(
+        k,
+        df,
+        voltage_kV=voltage_kV,
+        cs_mm=cs_mm,
+        b_factor_A2=b_factor_A2,
+        cc_mm=cc_mm if envelopes else None,
+        energy_spread_eV=energy_spread_eV,
+        illumination_aperture_mrad=illumination_aperture_mrad if envelopes else None,
+    )
+    return gamma, env
 
 
-def ctf_zeros(*, defocus_um: float, voltage_kV: float = 300.0, cs_mm: float = 2.7, amplitude_contrast: float = 0.07,
-              phase_shift_deg: float = 0.0, n: int = 5, k_max: float | None = None) -> np.ndarray:
+def ctf_zeros(
+    *,
+    defocus_um: float,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    phase_shift_deg: float = 0.0,
+    n: int = 5,
+    k_max: float | None = None,
+) -> np.ndarray:
     """Spatial frequencies (1/A) of the first zeros of the CTF, in increasing order.
 
     The zeros are the solutions of ``gamma(k) = m pi`` (integer ``m``); with ``u = k^2`` each is a root of the
@@ -278,3 +417,42 @@ def ctf_zeros(*, defocus_um: float, voltage_kV: float = 300.0, cs_mm: float = 2.
         roots += [u for u in cand if 0 < u <= u_max]
     k = np.sqrt(np.unique(np.round(roots, 14)))
     return np.sort(k)[:n]
+
+
+def radial_power_spectrum(
+    image, pixel_size_A: float, *, n_bins: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotationally averaged power spectrum of an image (mean removed), e.g. to see Thon rings.
+
+    Parameters
+    ----------
+    image : array_like, shape (ny, nx)
+    pixel_size_A : float
+    n_bins : int, optional
+        Radial bins from 0 to Nyquist (default ``min(ny, nx) // 2``).
+
+    Returns
+    -------
+    k : numpy.ndarray, shape (n_bins,)
+        Bin centres (1/A).
+    power : numpy.ndarray, shape (n_bins,)
+        Mean ``|F|^2`` per bin (NaN for an empty bin).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ConfigError(f"image must be 2-D, got shape {img.shape}.")
+    ny, nx = img.shape
+    n_bins = n_bins or min(ny, nx) // 2
+    ps = np.abs(np.fft.rfft2(img - img.mean())) ** 2 / img.size
+    fy = np.fft.fftfreq(ny, d=pixel_size_A)[:, None]
+    fx = np.fft.rfftfreq(nx, d=pixel_size_A)[None, :]
+    k = np.sqrt(fx**2 + fy**2)
+    nyq = 0.5 / pixel_size_A
+    edges = np.linspace(0, nyq, n_bins + 1)
+    which = np.digitize(k.ravel(), edges) - 1
+    ok = (which >= 0) & (which < n_bins)
+    sums = np.bincount(which[ok], weights=ps.ravel()[ok], minlength=n_bins)
+    counts = np.bincount(which[ok], minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        power = sums / counts
+    return 0.5 * (edges[1:] + edges[:-1]), power

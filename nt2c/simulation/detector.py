@@ -1,32 +1,35 @@
-"""Detectors: modulation transfer function (MTF), detective quantum efficiency (DQE), dose to counts, shot noise.
+"""Detectors: MTF, DQE, dose to counts, shot noise.
 
 Presets (frequencies ``w`` in units of Nyquist):
 
-=========  =====================================================================================================
-ideal      MTF = DQE = 1: the counts are Poisson draws of the expected electrons per pixel.
-counting   a perfect counting detector with square pixels: MTF = sinc(pi w / 2) (0.637 at Nyquist), DQE = MTF^2.
-k2         Gatan K2 Summit at 300 kV, measured MTF and DQE (InSilicoTEM profiles; MTF 0.514, DQE 0.225 at Nyquist).
-falcon3    Thermo Falcon III EC (counting) at 300 kV, measured MTF and DQE (InSilicoTEM; MTF 0.150 at Nyquist).
-k3         Gatan K3 standard counting at 300 kV: measured MTF (vendor/RELION star file); DQE modelled.
-falcon4    Thermo Falcon 4 EC at 300 kV: measured MTF (vendor/RELION star file); DQE modelled.
-=========  =====================================================================================================
+``ideal``
+    MTF = DQE = 1: the counts are Poisson draws of the expected electrons per pixel.
+``counting``
+    A perfect counting detector with square pixels: MTF = sinc(pi w / 2) (0.637 at Nyquist), DQE = MTF^2.
+``k2``
+    Gatan K2 Summit at 300 kV, measured MTF and DQE (InSilicoTEM; MTF 0.514, DQE 0.225 at Nyquist).
+``falcon3``
+    Thermo Falcon III EC (counting) at 300 kV, measured MTF and DQE (InSilicoTEM; MTF 0.150 at Nyquist).
+``k3``
+    Gatan K3 standard counting at 300 kV: measured MTF (vendor/RELION star file); DQE modelled.
+``falcon4``
+    Thermo Falcon 4 EC at 300 kV: measured MTF (vendor/RELION star file); DQE modelled.
 
-For ``k3`` and ``falcon4`` no DQE curve is available here, so ``DQE(w) = DQE(0) MTF(w)^2`` (flat normalised noise
-power, as for a counting detector) with ``DQE(0)`` *assumed* equal to that of the same vendor's measured predecessor
-(K2: 0.78, Falcon III EC: 0.889).
+For ``k3`` and ``falcon4`` no DQE curve is available here, so ``DQE(w) = DQE(0) MTF(w)^2`` (flat normalised
+noise power, as for a counting detector) with ``DQE(0)`` *assumed* equal to that of the same vendor's measured
+predecessor (K2: 0.78, Falcon III EC: 0.889).
 
 Noise model: with expected electrons ``lambda(x)`` per pixel (``dose * px^2 * I/I0``), a detector records
-``MTF * lambda`` as signal, with noise power spectrum ``lambda * MTF^2 / DQE``. This is drawn as Poisson counts
-with mean ``DQE(0) lambda`` divided by ``DQE(0)`` (white noise of variance ``lambda / DQE(0)``), whose deviation from
-``lambda`` is then filtered by ``H(w) = MTF(w) sqrt(DQE(0) / DQE(w))`` (``H(0) = 1``). The ``ideal`` preset is
-exactly Poisson.
+``MTF * lambda`` as signal, with noise power spectrum ``lambda * MTF^2 / DQE``. This is drawn as Poisson
+counts with mean ``DQE(0) lambda`` divided by ``DQE(0)`` (white noise of variance ``lambda / DQE(0)``), whose
+deviation from ``lambda`` is then filtered by ``H(w) = MTF(w) sqrt(DQE(0) / DQE(w))`` (``H(0) = 1``). The
+``ideal`` preset is exactly Poisson.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +50,23 @@ def _tables() -> dict:
 
 def _check(detector: str) -> str:
     if detector not in DETECTOR_PRESETS:
-        raise ConfigError(f"detector = {detector!r}: unknown preset; use one of {', '.join(DETECTOR_PRESETS)}.")
+        raise ConfigError(
+            f"detector = {detector!r}: unknown preset; use one of {', '.join(DETECTOR_PRESETS)}."
+        )
     return detector
 
 
 def _interp(w, xp, fp):
-    """Linear interpolation in ``w``, linear extrapolation from the last two points (clipped at 0)."""
+    """Interpolate a table linearly in ``w``.
+
+    Beyond a table that stops short of 0.99 Nyquist: linear extrapolation from its last two points (clipped at
+    0); otherwise the last value is held (the InSilicoTEM tables end at 0.992 Nyquist).
+    """
     w = np.asarray(w, dtype=np.float64)
     xp, fp = np.asarray(xp), np.asarray(fp)
     out = np.interp(w, xp, fp)
     beyond = w > xp[-1]
-    if beyond.any():
+    if beyond.any() and xp[-1] < 0.99:
         slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
         out = np.where(beyond, np.clip(fp[-1] + slope * (w - xp[-1]), 0.0, None), out)
     return out
@@ -99,8 +108,8 @@ def _radial_nyquist(shape, device):
     import torch
 
     ny, nx = shape
-    fy = torch.fft.fftfreq(ny, dtype=torch.float64, device=device)[:, None]
-    fx = torch.fft.rfftfreq(nx, dtype=torch.float64, device=device)[None, :]
+    fy = torch.fft.fftfreq(ny, dtype=torch.float32, device=device)[:, None]
+    fx = torch.fft.rfftfreq(nx, dtype=torch.float32, device=device)[None, :]
     return torch.sqrt(fx * fx + fy * fy) * 2.0  # units of Nyquist (corners reach sqrt(2))
 
 
@@ -118,7 +127,7 @@ def _filter(detector: str, shape, device, kind: str):
 
 
 def expected_counts(intensity, *, dose_e_per_A2: float, pixel_size_A: float):
-    """Expected electrons per pixel ``dose * px^2 * I / I0`` (``intensity`` relative to the incident beam)."""
+    """Convert relative intensity ``I / I0`` to expected electrons per pixel, ``dose * px^2 * I / I0``."""
     if not dose_e_per_A2 > 0:
         raise ConfigError(f"dose_e_per_A2 = {dose_e_per_A2!r}: must be positive (e.g. 40).")
     if not pixel_size_A > 0:
@@ -160,13 +169,12 @@ def detect(expected, *, detector: str = "ideal", generator=None, clean_expected=
     noise = counts - expected
     signal = torch.fft.irfft2(torch.fft.rfft2(expected) * mtf_f, s=shape)
     noise = torch.fft.irfft2(torch.fft.rfft2(noise) * shape_f, s=shape)
-    clean = signal if clean_expected is None else torch.fft.irfft2(torch.fft.rfft2(clean_src) * mtf_f, s=shape)
+    clean = (
+        signal if clean_expected is None else torch.fft.irfft2(torch.fft.rfft2(clean_src) * mtf_f, s=shape)
+    )
     return signal + noise, clean
 
 
 def nyquist_mtf_table() -> dict[str, float]:
     """MTF at Nyquist of every preset (for reports)."""
     return {d: float(mtf(d, 1.0)) for d in DETECTOR_PRESETS}
-
-
-_ = math  # keep the import for doc formulas

@@ -1,16 +1,17 @@
 """Vitreous ice (and an optional carbon film): mean inner potential, thickness and structural noise.
 
-* Mean inner potential of ice ``V_ice = K n (f_O(0) + 2 f_H(0))`` with ``n`` water molecules per A^3 (4.53 V at
-  0.93 g/cm^3). A particle displaces ice: :func:`~nt2c.simulation.potential.render_particles` subtracts ``V_ice``
-  times each atom's smooth volume (solvent exclusion). A constant projected potential is a global phase and is
-  invisible; a slow thickness gradient (``ice_gradient_nm_per_um``) is not, through the amplitude-contrast term.
-* Structural noise: the projected number of water molecules in a column fluctuates. Its power spectrum per unit area
-  is ``P(q) = t n |K f_w(q)|^2 S(q)`` (``t`` thickness, ``f_w = f_O + 2 f_H`` the molecule's scattering factor,
-  ``S(q)`` the structure factor of the liquid), with ``S`` in the two-Gaussian form used by Parakeet
-  (``a1 exp(-(q - m1)^2 / 2 s1^2) + a2 exp(-(q - m2)^2 / 2 s2^2)``, ``m2 = 1 / 2.88 A^-1``: the O-O distance). It is
-  drawn as a Gaussian random field and averaged over pixels like the specimen's potential.
-* Carbon support: mean inner potential of amorphous carbon (2.0 g/cm^3) and its structural noise with ``S = 1``
-  (uncorrelated atoms).
+* Mean inner potential of ice ``V_ice = K n (f_O(0) + 2 f_H(0))`` with ``n`` water molecules per A^3 (4.53 V
+  at 0.93 g/cm^3). A particle displaces ice: :func:`~nt2c.simulation.potential.render_particles` subtracts
+  ``V_ice`` times each atom's smooth volume (solvent exclusion). A constant projected potential is a global
+  phase and is invisible; a slow thickness gradient (``ice_gradient_nm_per_um``) is not, through the
+  amplitude-contrast term.
+* Structural noise: the projected number of water molecules in a column fluctuates. Its power spectrum per
+  unit area is ``P(q) = t n |K f_w(q)|^2 S(q)`` (``t`` thickness, ``f_w = f_O + 2 f_H`` the molecule's
+  scattering factor, ``S(q)`` the structure factor of the liquid), with ``S`` in the two-Gaussian form used by
+  Parakeet (``a1 exp(-(q - m1)^2 / 2 s1^2) + a2 exp(-(q - m2)^2 / 2 s2^2)``, ``m2 = 1 / 2.88 A^-1``: the O-O
+  distance). It is drawn as a Gaussian random field and averaged over pixels like the specimen's potential.
+* Carbon support: mean inner potential of amorphous carbon (2.0 g/cm^3) and its structural noise with ``S =
+  1`` (uncorrelated atoms).
 """
 
 from __future__ import annotations
@@ -56,15 +57,19 @@ def carbon_mean_inner_potential_V(density_g_cm3: float = 2.0) -> float:
 
 
 def ice_structure_factor(q):
-    """The liquid's structure factor ``S(q)`` in Parakeet's two-Gaussian form (``q`` in 1/A)."""
+    """Evaluate the liquid's structure factor ``S(q)`` in Parakeet's two-Gaussian form (``q`` in 1/A)."""
     p = _S_PARAMS
     lib = np if isinstance(q, (np.ndarray, float, int)) else __import__("torch")
-    return (p["a1"] * lib.exp(-((q - p["m1"]) ** 2) / (2 * p["s1"] ** 2))
-            + p["a2"] * lib.exp(-((q - p["m2"]) ** 2) / (2 * p["s2"] ** 2)))
+    return p["a1"] * lib.exp(-((q - p["m1"]) ** 2) / (2 * p["s1"] ** 2)) + p["a2"] * lib.exp(
+        -((q - p["m2"]) ** 2) / (2 * p["s2"] ** 2)
+    )
 
 
 def ice_noise_spectrum(q, *, thickness_A: float, density_g_cm3: float = WATER_DENSITY_G_CM3):
-    """Power spectrum per unit area of the projected ice potential, ``t n |K f_w(q)|^2 S(q)`` ((V A)^2 A^2)."""
+    """Power spectrum per unit area of the projected ice potential ((V A)^2 A^2).
+
+    ``P(q) = t n |K f_w(q)|^2 S(q)`` with ``q`` in 1/A.
+    """
     fw = scattering_factor("O", q) + 2 * scattering_factor("H", q)
     return thickness_A * water_number_density_A3(density_g_cm3) * (K_V_A2 * fw) ** 2 * ice_structure_factor(q)
 
@@ -74,9 +79,18 @@ def _carbon_spectrum(q, *, thickness_A: float, density_g_cm3: float = 2.0):
     return thickness_A * n * (K_V_A2 * scattering_factor("C", q)) ** 2
 
 
-def thickness_map_A(shape: tuple[int, int], pixel_size_A: float, *, thickness_nm: float,
-                    gradient_nm_per_um: float = 0.0, gradient_angle_deg: float = 0.0, device="cpu"):
-    """Ice thickness per pixel (A): ``thickness_nm`` at the centre plus a linear gradient along ``gradient_angle_deg``.
+def thickness_map_A(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    *,
+    thickness_nm: float,
+    gradient_nm_per_um: float = 0.0,
+    gradient_angle_deg: float = 0.0,
+    device="cpu",
+):
+    """Ice thickness per pixel (A): ``thickness_nm`` at the centre plus a linear gradient.
+
+    The gradient (``gradient_nm_per_um``) runs along ``gradient_angle_deg``.
 
     Returns
     -------
@@ -95,9 +109,16 @@ def thickness_map_A(shape: tuple[int, int], pixel_size_A: float, *, thickness_nm
     return t.clamp_min(0.0)
 
 
-def structural_noise(shape: tuple[int, int], pixel_size_A: float, *, thickness_A, carbon_thickness_A: float = 0.0,
-                     generator=None, device="cpu"):
-    """A Gaussian random field of projected-potential fluctuations of the ice (and carbon), pixel-averaged (V A).
+def structural_noise(
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    *,
+    thickness_A,
+    carbon_thickness_A: float = 0.0,
+    generator=None,
+    device="cpu",
+):
+    """Draw the projected-potential fluctuations of the ice (and carbon): a Gaussian random field (V A).
 
     Parameters
     ----------
@@ -121,8 +142,8 @@ def structural_noise(shape: tuple[int, int], pixel_size_A: float, *, thickness_A
     t_mean = float(t_map.mean())
     if t_mean <= 0 and carbon_thickness_A <= 0:
         return torch.zeros(shape, dtype=torch.float32, device=device)
-    qy = torch.fft.fftfreq(ny, d=pixel_size_A, dtype=torch.float64, device=device)[:, None]
-    qx = torch.fft.rfftfreq(nx, d=pixel_size_A, dtype=torch.float64, device=device)[None, :]
+    qy = torch.fft.fftfreq(ny, d=pixel_size_A, dtype=torch.float32, device=device)[:, None]
+    qx = torch.fft.rfftfreq(nx, d=pixel_size_A, dtype=torch.float32, device=device)[None, :]
     q = torch.sqrt(qx * qx + qy * qy)
     psd = ice_noise_spectrum(q, thickness_A=max(t_mean, 0.0))
     if carbon_thickness_A > 0:

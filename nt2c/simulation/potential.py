@@ -1,19 +1,18 @@
 """Projected Coulomb potential of atoms from the Peng 1996 five-Gaussian electron scattering factors.
 
-For an atom with B-factor ``B`` the scattering factor is ``f(q) = sum_i a_i exp(-(b_i + B) q^2 / 4)`` (``q`` in 1/A,
-``a_i`` in A), and the 2-D Fourier transform of its projected potential is ``K f(q)`` with
-``K = h^2 / (2 pi m0 e) = 47.8776 V A^2``: the plane integral of one atom's projected potential is ``K f(0)``
-(``V A^3``).
+For an atom with B-factor ``B`` the scattering factor is ``f(q) = sum_i a_i exp(-(b_i + B) q^2 / 4)`` (``q``
+in 1/A, ``a_i`` in A), and the 2-D Fourier transform of its projected potential is ``K f(q)`` with ``K = h^2 /
+(2 pi m0 e) = 47.8776 V A^2``: the plane integral of one atom's projected potential is ``K f(0)`` (``V A^3``).
 
-How the images are computed (exact pixel integration, fast): for each particle and each *channel* (one element and
-one B-factor bin) the rotated atoms' (x, y) are spread onto a grid ``oversample`` times finer than the pixels with a
-cubic B-spline; one FFT per channel; multiplication by ``K f(q)`` (plus implicit hydrogens), by the transfer function
-of the pixel box (``sinc(q_x p) sinc(q_y p)``: the pixel average) and division by the B-spline's transfer function;
-the channels are summed, transformed back, and the fine grid is sampled at the pixel centres. The result is the
-*pixel-averaged* projected potential (V A) to within the B-spline's aliasing (about 1 % at Nyquist with the default
-2x oversampling); the sum of an image times the pixel area equals ``K f(0)`` per atom exactly. The solvent excluded by
-the particle enters as a negative, smooth (Gaussian, sigma 1.4 A) volume per atom times the solvent's mean inner
-potential.
+How the images are computed (exact pixel integration, fast): for each particle and each *channel* (one element
+and one B-factor bin) the rotated atoms' (x, y) are spread onto a grid ``oversample`` times finer than the
+pixels with a cubic B-spline; one FFT per channel; multiplication by ``K f(q)`` (plus implicit hydrogens), by
+the transfer function of the pixel box (``sinc(q_x p) sinc(q_y p)``: the pixel average) and division by the
+B-spline's transfer function; the channels are summed, transformed back, and the fine grid is sampled at the
+pixel centres. The result is the *pixel-averaged* projected potential (V A) to within the B-spline's aliasing
+(about 1 % at Nyquist with the default 2x oversampling); the sum of an image times the pixel area equals ``K
+f(0)`` per atom exactly. The solvent excluded by the particle enters as a negative, smooth (Gaussian, sigma
+1.4 A) volume per atom times the solvent's mean inner potential.
 """
 
 from __future__ import annotations
@@ -63,8 +62,22 @@ PENG_A: dict[str, np.ndarray] = {k: np.array(v[0]) for k, v in _PENG.items()}
 PENG_B: dict[str, np.ndarray] = {k: np.array(v[1]) for k, v in _PENG.items()}
 
 ATOMIC_MASS_DA: dict[str, float] = {
-    "H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "F": 18.998, "NA": 22.990, "MG": 24.305, "P": 30.974,
-    "S": 32.06, "CL": 35.45, "CA": 40.078, "MN": 54.938, "FE": 55.845, "NI": 58.693, "CU": 63.546, "ZN": 65.38,
+    "H": 1.008,
+    "C": 12.011,
+    "N": 14.007,
+    "O": 15.999,
+    "F": 18.998,
+    "NA": 22.990,
+    "MG": 24.305,
+    "P": 30.974,
+    "S": 32.06,
+    "CL": 35.45,
+    "CA": 40.078,
+    "MN": 54.938,
+    "FE": 55.845,
+    "NI": 58.693,
+    "CU": 63.546,
+    "ZN": 65.38,
 }
 
 #: Average number of hydrogens bound to a heavy atom of a protein (the 20 amino acids at natural abundance:
@@ -76,18 +89,22 @@ _DENSITY_DA_PER_A3 = 1.35 * 0.602214076
 
 
 def scattering_factor(element: str, q, *, b_factor_A2: float = 0.0):
-    """Peng 1996 elastic scattering factor ``f(q)`` (A) at spatial frequency ``q = 2 s`` (1/A), with a B-factor.
+    """Peng 1996 elastic scattering factor ``f(q)`` (A) at ``q = 2 s`` (1/A), with a B-factor.
 
     Works on NumPy arrays and torch tensors.
     """
     el = element.upper()
     if el not in PENG_A:
-        raise InputError(f"unknown element {element!r}: nt2c has Peng 1996 factors for {', '.join(sorted(PENG_A))}.")
+        raise InputError(
+            f"unknown element {element!r}: nt2c has Peng 1996 factors for {', '.join(sorted(PENG_A))}."
+        )
     lib = np if isinstance(q, (np.ndarray, float, int)) else __import__("torch")
     q2 = q * q
     out = 0.0
-    for a, b in zip(PENG_A[el], PENG_B[el]):
-        out = out + a * lib.exp(-(b + b_factor_A2) * q2 / 4.0)
+    for a, b in zip(
+        PENG_A[el].tolist(), PENG_B[el].tolist()
+    ):  # Python floats: numpy scalars would convert tensors
+        out = out + a * lib.exp(q2 * (-(b + float(b_factor_A2)) / 4.0))
     return out
 
 
@@ -142,39 +159,61 @@ def _good_size(n: int) -> int:
 
 
 def particle_box_px(specimen, pixel_size_A: float) -> int:
-    """Side (px) of the square box that holds ``specimen`` in any orientation with margins for the atoms' tails."""
+    """Side (px) of a square box holding ``specimen`` in any orientation, with margins for atom tails."""
     margin_A = 10.0
     return _good_size(2 * math.ceil((specimen.radius_A + margin_A) / pixel_size_A) + 4)
 
 
-def _channel_spectra(ch: _Channels, box_px: int, pixel_size_A: float, oversample: int, solvent_potential_V: float,
-                     device, dtype):
-    """(C, F, F//2+1) multipliers: K f(q) [+ H] - V_solv v exp(-2 pi^2 s^2 q^2), times pixel box / spline TF."""
+def _channel_spectra(
+    ch: _Channels,
+    box_px: int,
+    pixel_size_A: float,
+    oversample: int,
+    solvent_potential_V: float,
+    device,
+    dtype,
+):
+    """Per-channel multipliers, shape (C, F, F//2+1).
+
+    ``K f(q) [+ n_H K f_H(q)] - V_solv v exp(-2 pi^2 sigma^2 q^2)``, times the pixel box / the spline's TF.
+    """
     import torch
 
     fine = box_px * oversample
     pf = pixel_size_A / oversample
-    qy = torch.fft.fftfreq(fine, d=pf, dtype=torch.float64, device=device)[:, None]
-    qx = torch.fft.rfftfreq(fine, d=pf, dtype=torch.float64, device=device)[None, :]
+    qy = torch.fft.fftfreq(fine, d=pf, dtype=torch.float32, device=device)[:, None]
+    qx = torch.fft.rfftfreq(fine, d=pf, dtype=torch.float32, device=device)[None, :]
     q2 = qx * qx + qy * qy
+    q = torch.sqrt(q2)
     box = torch.sinc(qx * pixel_size_A) * torch.sinc(qy * pixel_size_A)
     spline = (torch.sinc(qx * pf) * torch.sinc(qy * pf)) ** 4
     common = box / spline / pf**2
     out = []
     solv_b = 8 * math.pi**2 * _SOLVENT_SIGMA_A**2
     for el, b, nh, vol in zip(ch.elements, ch.b_A2, ch.n_hydrogens, ch.volume_A3):
-        f = K_V_A2 * scattering_factor(el, torch.sqrt(q2), b_factor_A2=float(b))
+        f = K_V_A2 * scattering_factor(el, q, b_factor_A2=float(b))
         if nh:
-            f = f + nh * K_V_A2 * scattering_factor("H", torch.sqrt(q2), b_factor_A2=float(b))
+            f = f + nh * K_V_A2 * scattering_factor("H", q, b_factor_A2=float(b))
         if solvent_potential_V:
             f = f - solvent_potential_V * vol * torch.exp(-solv_b * q2 / 4.0)
         out.append(f * common)
     return torch.stack(out).to(dtype)
 
 
-def render_particles(specimen, rotations, centers_px, *, shape: tuple[int, int], pixel_size_A: float,
-                     hydrogens: bool = True, solvent_potential_V: float = 0.0, oversample: int = 2,
-                     n_b_bins: int = 4, device="cpu", chunk_atoms: int = 4_000_000):
+def render_particles(
+    specimen,
+    rotations,
+    centers_px,
+    *,
+    shape: tuple[int, int],
+    pixel_size_A: float,
+    hydrogens: bool = True,
+    solvent_potential_V: float = 0.0,
+    oversample: int = 2,
+    n_b_bins: int = 4,
+    device="cpu",
+    chunk_atoms: int = 4_000_000,
+):
     """Projected potential (V A, pixel-averaged) of copies of ``specimen`` placed in a field.
 
     Parameters
@@ -217,34 +256,54 @@ def render_particles(specimen, rotations, centers_px, *, shape: tuple[int, int],
     n_part = len(rotations)
     if n_part == 0:
         return field
-    ch = _channels(specimen, hydrogens=hydrogens, n_b_bins=n_b_bins)
-    n_ch = len(ch.elements)
     nb = particle_box_px(specimen, pixel_size_A)
     fine = nb * oversample
-    spectra = _channel_spectra(ch, nb, pixel_size_A, oversample, solvent_potential_V, device, torch.complex64)
-    coords = torch.as_tensor(specimen.coords_A, dtype=torch.float64, device=device)
+    # the channel spectra depend only on the specimen and the sampling: cache them on the specimen
+    key = (hydrogens, n_b_bins, nb, float(pixel_size_A), oversample, float(solvent_potential_V), str(device))
+    cache = specimen.__dict__.setdefault("_render_cache", {})
+    if key not in cache:
+        ch = _channels(specimen, hydrogens=hydrogens, n_b_bins=n_b_bins)
+        cache.clear()
+        cache[key] = (
+            ch,
+            _channel_spectra(ch, nb, pixel_size_A, oversample, solvent_potential_V, device, torch.complex64),
+        )
+    ch, spectra = cache[key]
+    n_ch = len(ch.elements)
+    coords = torch.as_tensor(specimen.coords_A, dtype=torch.float32, device=device)
     chan = torch.as_tensor(ch.channel, device=device)
     weight = torch.as_tensor(ch.weight, dtype=torch.float32, device=device)
     n_atoms = specimen.n_atoms
-    per_chunk = max(1, min(n_part, chunk_atoms // max(n_atoms, 1), max(1, 24_000_000 // (n_ch * fine * fine))))
+    per_chunk = max(
+        1, min(n_part, chunk_atoms // max(n_atoms, 1), max(1, 24_000_000 // (n_ch * fine * fine)))
+    )
     offs = torch.arange(-1, 3, device=device)
     origin = np.round(centers).astype(np.int64) - nb // 2  # (P, 2) integer (x0, y0) of each box
     for start in range(0, n_part, per_chunk):
         stop = min(n_part, start + per_chunk)
         p = stop - start
-        rot = torch.as_tensor(rotations[start:stop], dtype=torch.float64, device=device)
+        rot = torch.as_tensor(rotations[start:stop], dtype=torch.float32, device=device)
         xy = torch.einsum("pij,nj->pni", rot[:, :2, :], coords)  # (p, n, 2) in A
-        local = torch.as_tensor(centers[start:stop] - origin[start:stop], dtype=torch.float64, device=device)
+        local = torch.as_tensor(centers[start:stop] - origin[start:stop], dtype=torch.float32, device=device)
         u = (xy / pixel_size_A + local[:, None, :]) * oversample  # fine-grid coordinates (x, y)
         base = torch.floor(u)
-        t = (u - base).to(torch.float32)
+        t = u - base
         base = base.to(torch.int64)
         # cubic B-spline weights at offsets -1, 0, 1, 2
-        w = torch.stack([(1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
-                         t**3 / 6], dim=-1)  # (p, n, 2, 4)
+        w = torch.stack(
+            [
+                (1 - t) ** 3 / 6,
+                (3 * t**3 - 6 * t**2 + 4) / 6,
+                (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
+                t**3 / 6,
+            ],
+            dim=-1,
+        )  # (p, n, 2, 4)
         idx = base[..., None] + offs  # (p, n, 2, 4)
         if bool((idx < 0).any()) or bool((idx >= fine).any()):
-            raise InputError("an atom fell outside its particle box (a bug; please report with the model file).")
+            raise InputError(
+                "an atom fell outside its particle box (a bug; please report with the model file)."
+            )
         ix, iy = idx[:, :, 0, :], idx[:, :, 1, :]
         wx, wy = w[:, :, 0, :], w[:, :, 1, :]
         lin = ((torch.arange(p, device=device)[:, None] * n_ch + chan[None, :]) * fine)[:, :, None, None]
@@ -260,13 +319,23 @@ def render_particles(specimen, rotations, centers_px, *, shape: tuple[int, int],
             ys, xs = max(0, y0), max(0, x0)
             ye, xe = min(ny, y0 + nb), min(nx, x0 + nb)
             if ye > ys and xe > xs:
-                field[ys:ye, xs:xe] += img[k, ys - y0:ye - y0, xs - x0:xe - x0]
+                field[ys:ye, xs:xe] += img[k, ys - y0 : ye - y0, xs - x0 : xe - x0]
     return field
 
 
-def projected_potential(specimen, *, pixel_size_A: float, shape: tuple[int, int] | None = None, rotation=None,
-                        center_px=None, hydrogens: bool = True, solvent_potential_V: float = 0.0,
-                        oversample: int = 2, n_b_bins: int = 4, device="cpu") -> np.ndarray:
+def projected_potential(
+    specimen,
+    *,
+    pixel_size_A: float,
+    shape: tuple[int, int] | None = None,
+    rotation=None,
+    center_px=None,
+    hydrogens: bool = True,
+    solvent_potential_V: float = 0.0,
+    oversample: int = 2,
+    n_b_bins: int = 4,
+    device="cpu",
+) -> np.ndarray:
     """Projected potential of one copy of ``specimen`` (V A per pixel, pixel-averaged).
 
     Parameters
@@ -290,7 +359,16 @@ def projected_potential(specimen, *, pixel_size_A: float, shape: tuple[int, int]
     ny, nx = shape
     rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
     centre = (nx // 2, ny // 2) if center_px is None else center_px
-    out = render_particles(specimen, rot[None], np.asarray(centre, dtype=np.float64)[None], shape=shape,
-                           pixel_size_A=pixel_size_A, hydrogens=hydrogens, solvent_potential_V=solvent_potential_V,
-                           oversample=oversample, n_b_bins=n_b_bins, device=device)
+    out = render_particles(
+        specimen,
+        rot[None],
+        np.asarray(centre, dtype=np.float64)[None],
+        shape=shape,
+        pixel_size_A=pixel_size_A,
+        hydrogens=hydrogens,
+        solvent_potential_V=solvent_potential_V,
+        oversample=oversample,
+        n_b_bins=n_b_bins,
+        device=device,
+    )
     return out.cpu().numpy()

@@ -1,14 +1,14 @@
 """Specimens: atomic models read from PDB/mmCIF files, fetched by PDB id, or built procedurally.
 
-A :class:`Specimen` is a list of atoms (element, position in Angstrom, B-factor, occupancy) centred on its centre of
-mass. Three sources:
+A :class:`Specimen` is a list of atoms (element, position in Angstrom, B-factor, occupancy) centred on its
+centre of mass. Three sources:
 
-* :func:`read_structure` -- a ``.pdb``/``.cif`` file (optionally gzipped) through gemmi; all models of a multi-model
-  file when they form an assembly (a 24-mer written as 24 MODELs is one particle);
+* :func:`read_structure` -- a ``.pdb``/``.cif`` file (optionally gzipped) through gemmi; all models of a
+  multi-model file when they form an assembly (a 24-mer written as 24 MODELs is one particle);
 * :func:`fetch_structure` -- a 4-character PDB id, downloaded once into the nt2c data cache;
-* :func:`build_builtin_specimen` -- a procedurally built, protein-like complex (residues of the 20 amino acids at
-  their natural abundance, packed at protein density 1.35 g/cm^3 along confined random-walk chains, optional
-  point-group symmetry), reproducible from its seed, so nothing has to be downloaded.
+* :func:`build_builtin_specimen` -- a procedurally built, protein-like complex (residues of the 20 amino acids
+  at their natural abundance, packed at protein density 1.35 g/cm^3 along confined random-walk chains,
+  optional point-group symmetry), reproducible from its seed, so nothing has to be downloaded.
 """
 
 from __future__ import annotations
@@ -75,14 +75,17 @@ class Specimen:
         if n == 0:
             raise InputError(f"specimen {self.name!r} has no atoms; check the model file.")
         if not (len(self.coords_A) == len(self.b_factors_A2) == len(self.occupancies) == n):
-            raise InputError(f"specimen {self.name!r}: elements, coordinates, B-factors and occupancies differ in length.")
+            raise InputError(
+                f"specimen {self.name!r}: elements, coordinates, B-factors and occupancies differ in length."
+            )
         if not np.isfinite(self.coords_A).all():
             raise InputError(f"specimen {self.name!r} has non-finite coordinates; fix the model file.")
         unknown = sorted(set(self.elements) - set(PENG_A))
         if unknown:
             raise InputError(
-                f"specimen {self.name!r} contains element(s) {', '.join(unknown)} without scattering factors here "
-                f"(known: {', '.join(sorted(PENG_A))}); remove those atoms (e.g. ligands/ions) from the model."
+                f"specimen {self.name!r} contains element(s) {', '.join(unknown)} without scattering "
+                f"factors here (known: {', '.join(sorted(PENG_A))}); remove those atoms (e.g. ligands/ions) "
+                "from the model."
             )
 
     @property
@@ -95,7 +98,10 @@ class Specimen:
         """Mass (kDa), hydrogens included (implicit ones estimated when the model has none)."""
         masses = np.array([ATOMIC_MASS_DA[e] for e in self.elements])
         if not self.explicit_hydrogens:
-            masses = masses + np.array([IMPLICIT_HYDROGENS.get(e, 0.0) for e in self.elements]) * ATOMIC_MASS_DA["H"]
+            masses = (
+                masses
+                + np.array([IMPLICIT_HYDROGENS.get(e, 0.0) for e in self.elements]) * ATOMIC_MASS_DA["H"]
+            )
         return float((masses * self.occupancies).sum() / 1000.0)
 
     @property
@@ -109,22 +115,33 @@ class Specimen:
         return {str(v): int(c) for v, c in zip(values, counts)}
 
     def centred(self) -> Specimen:
-        """A copy centred on the mass-weighted centroid."""
+        """Return a copy centred on the mass-weighted centroid."""
         masses = np.array([ATOMIC_MASS_DA[e] for e in self.elements]) * self.occupancies
         centre = (self.coords_A * masses[:, None]).sum(0) / masses.sum()
-        return Specimen(self.elements, self.coords_A - centre, self.b_factors_A2, self.occupancies, self.name,
-                        self.explicit_hydrogens, self.symmetry, dict(self.meta))
+        return Specimen(
+            self.elements,
+            self.coords_A - centre,
+            self.b_factors_A2,
+            self.occupancies,
+            self.name,
+            self.explicit_hydrogens,
+            self.symmetry,
+            dict(self.meta),
+        )
 
     def __repr__(self) -> str:
-        return (f"Specimen({self.name!r}, {self.n_atoms} atoms, {self.mass_kDa:.1f} kDa, "
-                f"radius {self.radius_A:.1f} A, {self.symmetry})")
+        return (
+            f"Specimen({self.name!r}, {self.n_atoms} atoms, {self.mass_kDa:.1f} kDa, "
+            f"radius {self.radius_A:.1f} A, {self.symmetry})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------------------
-def read_structure(path: str | os.PathLike, *, models: str = "auto", keep_waters: bool = False,
-                   keep_hydrogens: bool = True) -> Specimen:
+def read_structure(
+    path: str | os.PathLike, *, models: str = "auto", keep_waters: bool = False, keep_hydrogens: bool = True
+) -> Specimen:
     """Read a PDB or mmCIF model (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, each optionally ``.gz``).
 
     Parameters
@@ -132,8 +149,8 @@ def read_structure(path: str | os.PathLike, *, models: str = "auto", keep_waters
     path : path-like
     models : {"auto", "first", "all"}
         Which MODELs make the particle: ``"first"``, ``"all"`` (an assembly written model by model), or
-        ``"auto"``: all when the models' centroids differ by more than 5 A (an assembly), else the first (an NMR
-        ensemble of the same molecule).
+        ``"auto"``: all when the models' centroids differ by more than 5 A (an assembly), else the first (an
+        NMR ensemble of the same molecule).
     keep_waters : bool
         Keep ordered waters (off by default: the solvent is modelled as ice).
     keep_hydrogens : bool
@@ -154,7 +171,9 @@ def read_structure(path: str | os.PathLike, *, models: str = "auto", keep_waters
     try:
         st = gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError / ValueError on bad files
-        raise InputError(f"{path} is not a readable PDB/mmCIF file ({exc}); download it again or use another.") from None
+        raise InputError(
+            f"{path} is not a readable PDB/mmCIF file ({exc}); download it again or use another."
+        ) from None
     if len(st) == 0:
         raise InputError(f"{path} holds no models; is it a PDB/mmCIF coordinate file?")
     per_model = []
@@ -194,14 +213,20 @@ def read_structure(path: str | os.PathLike, *, models: str = "auto", keep_waters
             f"{path}: unknown element(s) {', '.join(bad)} (no Peng 1996 scattering factors in nt2c; known: "
             f"{', '.join(sorted(PENG_A))}). Remove those atoms from the file or fix their element column."
         )
-    spec = Specimen(elements, coords, bfac, occ, name=path.name.split(".")[0],
-                    explicit_hydrogens=bool((elements == "H").sum() > 0.2 * len(elements)),
-                    meta={"source": str(path), "models_used": len(chosen), "models_in_file": len(per_model)})
+    spec = Specimen(
+        elements,
+        coords,
+        bfac,
+        occ,
+        name=path.name.split(".")[0],
+        explicit_hydrogens=bool((elements == "H").sum() > 0.2 * len(elements)),
+        meta={"source": str(path), "models_used": len(chosen), "models_in_file": len(per_model)},
+    )
     return spec.centred()
 
 
 def fetch_structure(pdb_id: str, **kwargs) -> Specimen:
-    """Download (once, into the nt2c data cache) and read the model ``pdb_id`` (4 characters, e.g. ``"3j9i"``).
+    """Download (once, into the nt2c data cache) and read the model ``pdb_id`` (e.g. ``"3j9i"``).
 
     Other keyword arguments go to :func:`read_structure`. Raises :class:`~nt2c.errors.DataError` offline.
     """
@@ -215,8 +240,8 @@ def fetch_structure(pdb_id: str, **kwargs) -> Specimen:
         raise
     except Exception as exc:
         raise DataError(
-            f"could not download PDB entry {pdb_id!r} ({exc}). Without a network, download the model elsewhere and "
-            "set specimen: /path/to/model.cif, or use specimen: builtin."
+            f"could not download PDB entry {pdb_id!r} ({exc}). Without a network, download the model "
+            "elsewhere and set specimen: /path/to/model.cif, or use specimen: builtin."
         ) from None
     return read_structure(path, **kwargs)
 
@@ -226,16 +251,32 @@ def fetch_structure(pdb_id: str, **kwargs) -> Specimen:
 # ---------------------------------------------------------------------------------------------------------
 # Residue formulas in a chain (C, H, N, O, S) and natural abundance (%, UniProtKB/Swiss-Prot).
 _RESIDUES = {
-    "A": ((3, 5, 1, 1, 0), 8.25), "R": ((6, 12, 4, 1, 0), 5.53), "N": ((4, 6, 2, 2, 0), 4.06),
-    "D": ((4, 5, 1, 3, 0), 5.45), "C": ((3, 5, 1, 1, 1), 1.37), "Q": ((5, 8, 2, 2, 0), 3.93),
-    "E": ((5, 7, 1, 3, 0), 6.75), "G": ((2, 3, 1, 1, 0), 7.07), "H": ((6, 7, 3, 1, 0), 2.27),
-    "I": ((6, 11, 1, 1, 0), 5.96), "L": ((6, 11, 1, 1, 0), 9.66), "K": ((6, 12, 2, 1, 0), 5.84),
-    "M": ((5, 9, 1, 1, 1), 2.42), "F": ((9, 9, 1, 1, 0), 3.86), "P": ((5, 7, 1, 1, 0), 4.70),
-    "S": ((3, 5, 1, 2, 0), 6.56), "T": ((4, 7, 1, 2, 0), 5.34), "W": ((11, 10, 2, 1, 0), 1.08),
-    "Y": ((9, 9, 1, 2, 0), 2.92), "V": ((5, 9, 1, 1, 0), 6.87),
+    "A": ((3, 5, 1, 1, 0), 8.25),
+    "R": ((6, 12, 4, 1, 0), 5.53),
+    "N": ((4, 6, 2, 2, 0), 4.06),
+    "D": ((4, 5, 1, 3, 0), 5.45),
+    "C": ((3, 5, 1, 1, 1), 1.37),
+    "Q": ((5, 8, 2, 2, 0), 3.93),
+    "E": ((5, 7, 1, 3, 0), 6.75),
+    "G": ((2, 3, 1, 1, 0), 7.07),
+    "H": ((6, 7, 3, 1, 0), 2.27),
+    "I": ((6, 11, 1, 1, 0), 5.96),
+    "L": ((6, 11, 1, 1, 0), 9.66),
+    "K": ((6, 12, 2, 1, 0), 5.84),
+    "M": ((5, 9, 1, 1, 1), 2.42),
+    "F": ((9, 9, 1, 1, 0), 3.86),
+    "P": ((5, 7, 1, 1, 0), 4.70),
+    "S": ((3, 5, 1, 2, 0), 6.56),
+    "T": ((4, 7, 1, 2, 0), 5.34),
+    "W": ((11, 10, 2, 1, 0), 1.08),
+    "Y": ((9, 9, 1, 2, 0), 2.92),
+    "V": ((5, 9, 1, 1, 0), 6.87),
 }
 _MEAN_RESIDUE_DA = float(
-    sum(f * (12.011 * c + 1.008 * h + 14.007 * n + 15.999 * o + 32.06 * s) for (c, h, n, o, s), f in _RESIDUES.values())
+    sum(
+        f * (12.011 * c + 1.008 * h + 14.007 * n + 15.999 * o + 32.06 * s)
+        for (c, h, n, o, s), f in _RESIDUES.values()
+    )
     / sum(f for _, f in _RESIDUES.values())
 )
 
@@ -253,7 +294,9 @@ def _symmetry_ops(symmetry: str) -> np.ndarray:
             return Rotation.create_group(sym).as_matrix()
     except Exception:
         pass
-    raise ConfigError(f"symmetry = {symmetry!r}: use a point group C<n>, D<n>, T, O or I (e.g. 'C1', 'D7', 'O').")
+    raise ConfigError(
+        f"symmetry = {symmetry!r}: use a point group C<n>, D<n>, T, O or I (e.g. 'C1', 'D7', 'O')."
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -261,10 +304,6 @@ def _builtin_cached(diameter_A: float, mass_kDa: float | None, symmetry: str, se
     rng = np.random.default_rng(seed)
     ops = _symmetry_ops(symmetry)
     n_ops = len(ops)
-    fill = 0.5
-    if mass_kDa is not None:
-        volume = mass_kDa * 1e3 / PROTEIN_DENSITY_DA_PER_A3
-        diameter_A = 2 * (3 * volume / (4 * np.pi * fill)) ** (1 / 3)
     radius = diameter_A / 2
     # asymmetric unit: the Voronoi cell of a generic direction u under the group, minus a 1 A gap
     u = rng.normal(size=3)
@@ -277,7 +316,7 @@ def _builtin_cached(diameter_A: float, mass_kDa: float | None, symmetry: str, se
 
     def in_cell(p):
         p = np.atleast_2d(p)
-        ok = (p**2).sum(1) <= (radius - 2.5) ** 2
+        ok = (p**2).sum(1) <= (radius - 5.0) ** 2
         if len(normals):
             ok &= (p @ normals.T >= 1.0).all(1)
         return ok
@@ -312,11 +351,11 @@ def _builtin_cached(diameter_A: float, mass_kDa: float | None, symmetry: str, se
     centres_v = np.stack([gx, gy, gz], -1).reshape(-1, 3)
     allowed = in_region(centres_v).reshape(n_vox, n_vox, n_vox)
     n_target = int(allowed.sum())
-    if mass_kDa is not None:
-        n_target = min(n_target, int(round(mass_kDa * 1e3 / _MEAN_RESIDUE_DA / n_ops)))
     if n_target < 1:
-        raise ConfigError(f"the built-in specimen of diameter {diameter_A:.0f} A with symmetry {symmetry} is too small; "
-                          "use a larger specimen_diameter_A or a lower symmetry.")
+        raise ConfigError(
+            f"the built-in specimen of diameter {diameter_A:.0f} A with symmetry {symmetry} is too small; "
+            "use a larger specimen_diameter_A or a lower symmetry."
+        )
     occupied = np.zeros_like(allowed)
 
     def vox(p):
@@ -341,7 +380,11 @@ def _builtin_cached(diameter_A: float, mass_kDa: float | None, symmetry: str, se
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             cand = pos[None] + 3.8 * d
             vi = vox(cand)
-            ok = allowed[vi[:, 0], vi[:, 1], vi[:, 2]] & ~occupied[vi[:, 0], vi[:, 1], vi[:, 2]] & in_cell(cand)
+            ok = (
+                allowed[vi[:, 0], vi[:, 1], vi[:, 2]]
+                & ~occupied[vi[:, 0], vi[:, 1], vi[:, 2]]
+                & in_cell(cand)
+            )
             if not ok.any():
                 new_chain = True
                 continue
@@ -369,39 +412,52 @@ def _builtin_cached(diameter_A: float, mass_kDa: float | None, symmetry: str, se
         elements += ["N", "C", "C", "O"]
         coords += [backbone["N"], backbone["CA"], backbone["C"], backbone["O"]]
         rest = ["C"] * (c - 2) + ["N"] * (n - 1) + ["O"] * (o - 1) + ["S"] * s
-        tip = p.copy()
+        branch = [
+            p
+        ]  # a branched side chain: each atom 1.5 A from an earlier one, pointing away from the backbone
         for el in rng.permutation(rest):
-            tip = tip + 1.5 * (0.8 * side + 0.6 * rng.normal(size=3)) / np.linalg.norm(0.8 * side + 0.6 * rng.normal(size=3))
+            step = side + 0.7 * rng.normal(size=3)
+            atom = branch[
+                int(rng.integers(max(0, len(branch) - 2), len(branch)))
+            ] + 1.5 * step / np.linalg.norm(step)
+            branch.append(atom)
             elements.append(str(el))
-            coords.append(tip.copy())
+            coords.append(atom)
     coords = np.array(coords)
     elements = np.array(elements)
     r2 = (coords**2).sum(1) / radius**2
     bfac = 15.0 + 35.0 * r2 + rng.gamma(4.0, 1.5, len(coords))
     # symmetry copies
     all_coords = np.concatenate([coords @ g.T for g in ops])
-    spec = Specimen(np.tile(elements, n_ops), all_coords, np.tile(bfac, n_ops), np.ones(len(all_coords)),
-                    name=f"builtin-{symmetry}-{diameter_A:.0f}A-seed{seed}", explicit_hydrogens=False,
-                    symmetry=symmetry.upper(), meta={"seed": seed, "diameter_A": diameter_A,
-                                                     "residues": len(ca) * n_ops})
+    spec = Specimen(
+        np.tile(elements, n_ops),
+        all_coords,
+        np.tile(bfac, n_ops),
+        np.ones(len(all_coords)),
+        name=f"builtin-{symmetry}-{diameter_A:.0f}A-seed{seed}",
+        explicit_hydrogens=False,
+        symmetry=symmetry.upper(),
+        meta={"seed": seed, "diameter_A": diameter_A, "residues": len(ca) * n_ops},
+    )
     return spec.centred()
 
 
-def build_builtin_specimen(*, diameter_A: float = 120.0, mass_kDa: float | None = None, symmetry: str = "C1",
-                           seed: int = 0) -> Specimen:
+def build_builtin_specimen(
+    *, diameter_A: float = 120.0, mass_kDa: float | None = None, symmetry: str = "C1", seed: int = 0
+) -> Specimen:
     """Build the procedural, protein-like complex used as the default specimen.
 
-    Residues of the 20 amino acids (natural abundance, exact element formulas) are threaded along confined random
-    walks (3.8 A C-alpha steps) that fill, at one residue per 135 A^3 (protein density 1.35 g/cm^3), a union of
-    3-5 random ellipsoidal domains inside the asymmetric unit of the point group; the unit is then replicated by
-    the group's rotations. B-factors grow from ~20 A^2 in the core to ~55 A^2 at the surface.
+    Residues of the 20 amino acids (natural abundance, exact element formulas) are threaded along confined
+    random walks (3.8 A C-alpha steps) that fill, at one residue per 135 A^3 (protein density 1.35 g/cm^3), a
+    union of 3-5 random ellipsoidal domains inside the asymmetric unit of the point group; the unit is then
+    replicated by the group's rotations. B-factors grow from ~20 A^2 in the core to ~55 A^2 at the surface.
 
     Parameters
     ----------
     diameter_A : float
         Diameter of the complex's bounding sphere (A).
     mass_kDa : float, optional
-        Target mass instead of a diameter (the diameter is chosen for ~50 % filling).
+        Target mass instead of a diameter (the diameter is scaled until the mass is within 3 %).
     symmetry : str
         Point group: ``"C1"``, ``"C<n>"``, ``"D<n>"``, ``"T"``, ``"O"`` or ``"I"``.
     seed : int
@@ -416,15 +472,39 @@ def build_builtin_specimen(*, diameter_A: float = 120.0, mass_kDa: float | None 
     if mass_kDa is not None and not 5 <= mass_kDa <= 1e5:
         raise ConfigError(f"mass_kDa = {mass_kDa!r}: must be between 5 and 100000 kDa.")
     _symmetry_ops(symmetry)
-    spec = _builtin_cached(float(diameter_A), None if mass_kDa is None else float(mass_kDa), symmetry.upper(),
-                           int(seed))
-    return Specimen(spec.elements.copy(), spec.coords_A.copy(), spec.b_factors_A2.copy(), spec.occupancies.copy(),
-                    spec.name, spec.explicit_hydrogens, spec.symmetry, dict(spec.meta))
+    if mass_kDa is None:
+        spec = _builtin_cached(float(diameter_A), None, symmetry.upper(), int(seed))
+    else:
+        # the same seed draws the same shape at any size, so the mass grows ~ diameter^3: a few secant steps
+        volume = mass_kDa * 1e3 / PROTEIN_DENSITY_DA_PER_A3
+        diameter = 2 * (3 * volume / (4 * np.pi * 0.25)) ** (1 / 3)
+        for _ in range(6):
+            spec = _builtin_cached(round(float(diameter), 1), None, symmetry.upper(), int(seed))
+            ratio = mass_kDa / spec.mass_kDa
+            if abs(ratio - 1) < 0.03:
+                break
+            diameter = min(2000.0, diameter * ratio ** (1 / 3))
+    return Specimen(
+        spec.elements.copy(),
+        spec.coords_A.copy(),
+        spec.b_factors_A2.copy(),
+        spec.occupancies.copy(),
+        spec.name,
+        spec.explicit_hydrogens,
+        spec.symmetry,
+        dict(spec.meta),
+    )
 
 
-def load_specimen(specimen: str | os.PathLike | Specimen, *, diameter_A: float = 120.0, symmetry: str = "C1",
-                  seed: int = 0, models: str = "auto") -> Specimen:
-    """Resolve the ``specimen`` parameter: ``"builtin"``, a model file path, a 4-character PDB id, or a Specimen."""
+def load_specimen(
+    specimen: str | os.PathLike | Specimen,
+    *,
+    diameter_A: float = 120.0,
+    symmetry: str = "C1",
+    seed: int = 0,
+    models: str = "auto",
+) -> Specimen:
+    """Resolve ``specimen``: ``"builtin"``, a model file path, a 4-character PDB id, or a Specimen."""
     if isinstance(specimen, Specimen):
         return specimen
     text = str(specimen).strip()

@@ -1,0 +1,166 @@
+"""`nt2c denoise`: MRC/TIFF in, MRC (+PNG) out with the voxel size, skips, failures reported, inputs kept."""
+
+import numpy as np
+import pytest
+import torch
+
+from nt2c.cli import main
+from nt2c.inference import save_model
+from nt2c.io import read_mrc, write_mrc
+from nt2c.models.unet import UNet
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    torch.manual_seed(0)
+    weights, _ = save_model(UNet(width=4, depth=3), tmp_path / "model" / "coarse.safetensors")
+    return weights
+
+
+@pytest.fixture()
+def micrographs(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mics"
+    folder.mkdir()
+    a = write_mrc(folder / "a.mrc", rng.normal(10, 2, (70, 90)).astype(np.float32), pixel_size_A=1.34)
+    b = write_mrc(folder / "b.mrc", rng.normal(10, 2, (64, 64)).astype(np.float32), pixel_size_A=2.0)
+    return a, b
+
+
+def test_denoise_writes_mrc_with_voxel_size_and_png(tmp_path, model_path, micrographs, capsys):
+    out = tmp_path / "out"
+    before = [p.read_bytes() for p in micrographs]
+    assert (
+        main(
+            [
+                "denoise",
+                "--model",
+                str(model_path),
+                "-o",
+                str(out),
+                "--png",
+                "--tile",
+                "64",
+                "--overlap",
+                "16",
+                *map(str, micrographs),
+            ]
+        )
+        == 0
+    )
+    data, px = read_mrc(out / "a.mrc")
+    assert data.shape == (70, 90) and px == pytest.approx(1.34, abs=1e-3)
+    assert read_mrc(out / "b.mrc")[1] == pytest.approx(2.0)
+    assert (out / "a.png").stat().st_size > 0
+    assert [p.read_bytes() for p in micrographs] == before  # inputs untouched
+    assert "2 denoised" in capsys.readouterr().out
+
+    # a second run skips complete outputs
+    mtime = (out / "a.mrc").stat().st_mtime_ns
+    assert main(["denoise", "--model", str(model_path), "-o", str(out), "--png", *map(str, micrographs)]) == 0
+    assert (out / "a.mrc").stat().st_mtime_ns == mtime
+    assert "2 skipped" in capsys.readouterr().out
+    # --force redoes them
+    assert main(["denoise", "--model", str(model_path), "-o", str(out), "--force", str(micrographs[0])]) == 0
+    assert "1 denoised" in capsys.readouterr().out
+
+
+def test_unreadable_files_are_reported_and_others_done(tmp_path, model_path, micrographs, capsys):
+    broken = tmp_path / "mics" / "broken.mrc"
+    broken.write_bytes(b"not an mrc file at all")
+    missing = tmp_path / "mics" / "missing.mrc"
+    out = tmp_path / "out"
+    code = main(
+        [
+            "denoise",
+            "--model",
+            str(model_path),
+            "-o",
+            str(out),
+            str(broken),
+            str(missing),
+            str(micrographs[0]),
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.mrc" in err and "missing.mrc" in err
+    assert (out / "a.mrc").is_file()
+
+
+def test_tiff_input_and_wildcards(tmp_path, model_path):
+    import tifffile
+
+    src = tmp_path / "tif"
+    src.mkdir()
+    tifffile.imwrite(src / "t1.tif", np.random.default_rng(1).normal(size=(50, 60)).astype(np.float32))
+    tifffile.imwrite(src / "t2.tiff", np.random.default_rng(2).normal(size=(40, 40)).astype(np.float32))
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "denoise",
+                "--model",
+                str(model_path),
+                "-o",
+                str(out),
+                "--pixel-size-A",
+                "0.9",
+                str(src / "t*.tif*"),
+            ]
+        )
+        == 0
+    )
+    data, px = read_mrc(out / "t1.mrc")
+    assert data.shape == (50, 60) and px == pytest.approx(0.9, abs=1e-3)
+    assert read_mrc(out / "t2.mrc")[0].shape == (40, 40)
+
+
+def test_never_overwrites_inputs_or_foreign_files(tmp_path, model_path, micrographs, capsys):
+    folder = micrographs[0].parent
+    before = micrographs[0].read_bytes()
+    assert main(["denoise", "--model", str(model_path), "-o", str(folder), str(micrographs[0])]) == 1
+    assert micrographs[0].read_bytes() == before
+    assert "overwrite an input" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.mrc").write_text("somebody's notes")
+    assert main(["denoise", "--model", str(model_path), "-o", str(out), str(micrographs[0])]) == 1
+    assert (out / "a.mrc").read_text() == "somebody's notes"
+
+
+def test_missing_model_is_a_clear_error(tmp_path, micrographs, capsys):
+    assert (
+        main(
+            [
+                "denoise",
+                "--model",
+                str(tmp_path / "nope.safetensors"),
+                "-o",
+                str(tmp_path / "o"),
+                str(micrographs[0]),
+            ]
+        )
+        == 2
+    )
+    assert "train" in capsys.readouterr().err
+
+
+def test_train_coarse_command_runs_stage(run_dir, capsys):
+    from nt2c.training import toy_pairs
+
+    noisy, clean = toy_pairs(6, 64, seed=0)
+    write_mrc(run_dir.simulated / "pairs_noisy.mrcs", noisy, pixel_size_A=1.0)
+    write_mrc(run_dir.simulated / "pairs_clean.mrcs", clean, pixel_size_A=1.0)
+    # the simulate stage's stamp would normally exist; mark it done so no simulation runs in this test
+    run_dir.write_stamp(
+        "simulate", [run_dir.simulated / "pairs_noisy.mrcs", run_dir.simulated / "pairs_clean.mrcs"], {}
+    )
+    assert (
+        main(
+            ["train-coarse", "--run", str(run_dir.path), "--profile", "smoke", "--steps", "2", "--width", "4"]
+        )
+        == 0
+    )
+    assert (run_dir.models / "coarse.safetensors").is_file()
+    assert "coarse.safetensors" in capsys.readouterr().out

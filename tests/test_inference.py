@@ -1,0 +1,183 @@
+"""Whole-micrograph inference: tiling equals one pass, seamless blending, memory cap, safe model files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nt2c.errors import InputError
+from nt2c.inference import (
+    blend_weights,
+    denoise_micrograph,
+    estimate_tile_memory_MB,
+    load_model,
+    save_model,
+    tile_starts,
+)
+from nt2c.models.unet import UNet
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    torch.manual_seed(0)
+    return UNet(width=4, depth=2).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return (100.0 + 5.0 * rng.normal(size=(300, 233))).astype(np.float32)
+
+
+def _one_pass(net, image):
+    mean, std = image.mean(dtype=np.float64), image.std(dtype=np.float64)
+    x = torch.from_numpy(((image - mean) / std).astype(np.float32))[None, None]
+    with torch.no_grad():
+        return (net(x)[0, 0].numpy() * std + mean).astype(np.float32)
+
+
+def test_single_tile_equals_one_pass(small_net, image):
+    out = denoise_micrograph(small_net, image, tile=512, overlap=64, show_progress=False)
+    assert out.shape == image.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, _one_pass(small_net, image), rtol=0, atol=1e-4)
+
+
+def test_tiling_equals_one_pass_when_overlap_covers_receptive_field(small_net, image):
+    # the outer quarter of the overlap is cropped: with a quarter >= the receptive radius tiles are exact
+    overlap = 4 * small_net.receptive_radius()
+    tile = 2 * overlap + 32
+    ref = _one_pass(small_net, image)
+    out = denoise_micrograph(small_net, image, tile=tile, overlap=overlap, batch_size=3, show_progress=False)
+    assert len(tile_starts(304, tile, tile - overlap)) > 1  # really tiled
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-3)  # values ~100, float32 rounding
+
+
+def test_default_overlap_is_close_and_seamless(image):
+    torch.manual_seed(1)
+    net = UNet(width=4, depth=5).eval()
+    ref = _one_pass(net, image)
+    out = denoise_micrograph(net, image, tile=128, overlap=32, show_progress=False)
+    rel = np.sqrt(np.mean((out - ref) ** 2)) / ref.std()
+    assert rel < 0.05
+    # no seam: the difference to one pass has no jump at tile borders larger than elsewhere
+    row_jumps = np.abs(np.diff(out - ref, axis=0)).max(axis=1)
+    assert row_jumps.max() < 10 * np.median(row_jumps) + 1e-3
+
+
+def test_blend_weights_cover_every_pixel():
+    size, tile, overlap = 1000, 256, 64
+    starts = tile_starts(size, tile, tile - overlap)
+    assert starts[0] == 0 and starts[-1] == size - tile
+    total = np.zeros(size)
+    for s in starts:
+        w = blend_weights(s, tile, size, overlap)
+        total[s : s + tile] += w
+        if s > 0:
+            assert np.all(w[: overlap // 4] == 0)  # the outer quarter is discarded
+    assert total.min() > 0.4
+
+
+def test_memory_cap_shrinks_batches_not_results(small_net, image):
+    ref = denoise_micrograph(small_net, image, tile=128, overlap=32, batch_size=8, show_progress=False)
+    tight = estimate_tile_memory_MB(small_net, 128, 128, 1) * 1.01
+    capped = denoise_micrograph(
+        small_net, image, tile=128, overlap=32, batch_size=8, max_memory_MB=tight, show_progress=False
+    )
+    np.testing.assert_allclose(capped, ref, atol=1e-4)
+
+
+def test_constant_image_stays_constant(small_net):
+    out = denoise_micrograph(small_net, np.full((40, 50), 3.5, np.float32), show_progress=False)
+    assert np.all(out == 3.5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((4, 4, 4)), "dimensions"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+        (np.zeros((0, 5)), "empty"),
+    ],
+)
+def test_bad_images(small_net, bad, match):
+    with pytest.raises(InputError, match=match):
+        denoise_micrograph(small_net, bad, show_progress=False)
+
+
+def test_bad_tiling_parameters(small_net, image):
+    with pytest.raises(InputError, match="overlap"):
+        denoise_micrograph(small_net, image, tile=64, overlap=40, show_progress=False)
+
+
+def test_save_and_load_round_trip(tmp_path, small_net, image):
+    weights, sidecar = save_model(small_net, tmp_path / "m.safetensors", info={"training": {"steps": 1}})
+    info = json.loads(sidecar.read_text())
+    assert info["model"] == small_net.config() and info["training"] == {"steps": 1}
+    loaded = load_model(weights)
+    assert loaded.nt2c_info["normalization"]["input"] == "zscore"
+    a = denoise_micrograph(small_net, image, show_progress=False)
+    b = denoise_micrograph(str(weights), image, show_progress=False)  # a path works too
+    np.testing.assert_array_equal(a, b)
+    assert load_model(sidecar).config() == small_net.config()  # the .json path is accepted
+
+
+def test_model_files_are_not_pickles(tmp_path, small_net):
+    weights, _ = save_model(small_net, tmp_path / "m.safetensors")
+    assert not weights.read_bytes().startswith(b"\x80")  # pickle protocol marker
+
+
+def test_missing_and_corrupt_model_files(tmp_path, small_net):
+    with pytest.raises(InputError, match="do not exist"):
+        load_model(tmp_path / "none.safetensors")
+    weights, sidecar = save_model(small_net, tmp_path / "m.safetensors")
+    sidecar.unlink()
+    with pytest.raises(InputError, match="missing"):
+        load_model(weights)
+    weights, sidecar = save_model(small_net, tmp_path / "c.safetensors")
+    weights.write_bytes(b"garbage" * 10)
+    with pytest.raises(InputError, match="safetensors"):
+        load_model(weights)
+    weights, sidecar = save_model(small_net, tmp_path / "w.safetensors")
+    info = json.loads(sidecar.read_text())
+    info["model"]["width"] = 8
+    sidecar.write_text(json.dumps(info))
+    with pytest.raises(InputError, match="does not match"):
+        load_model(weights)
+    sidecar.write_text("{not json")
+    with pytest.raises(InputError, match="JSON"):
+        load_model(weights)
+
+
+def test_denoising_figures_run(small_net, image):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nt2c.plots.denoising import (
+        plot_before_after,
+        plot_learning_curves,
+        plot_power_spectra,
+        plot_unet,
+        unet_table,
+    )
+
+    net = UNet(width=8)
+    table = unet_table(net, input_px=256)
+    assert "down 5" in table and "up 5" in table and "bottleneck" in table
+    assert str(sum(p.numel() for p in net.parameters())) in table
+    curves = {
+        "train": [{"step": s, "loss": 1.0 / s, "lr": 1e-3} for s in range(1, 41)],
+        "val": [{"step": 20, "loss": 0.1, "psnr_dB": 20.0}, {"step": 40, "loss": 0.05, "psnr_dB": 22.0}],
+        "input_psnr_dB": 12.0,
+    }
+    denoised = denoise_micrograph(small_net, image, show_progress=False)
+    for fig in (
+        plot_unet(net),
+        plot_learning_curves(curves),
+        plot_before_after({"noisy": image, "denoised": denoised}, zoom=64),
+        plot_power_spectra({"noisy": image, "denoised": denoised}, pixel_size_A=1.3),
+    ):
+        assert fig.axes
+        plt.close(fig)
