@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import stage_config
 from .errors import StageError
 from .rundir import RunDir
@@ -111,8 +112,11 @@ def run_stage(
     shared = {k: overrides[k] for k in ("seed", "device") if overrides.get(k) is not None}
     for req in stage.requires:
         if not run.is_complete(req):
-            if not with_requirements:
-                raise StageError(f"stage {name} needs stage {req} first: run `nt2c {req} --run {run.path}`.")
+            if not with_requirements or distributed.is_distributed():
+                raise StageError(
+                    f"stage {name} needs stage {req} first: run `nt2c {req} --run {run.path}`"
+                    + (" (without torchrun)." if distributed.is_distributed() else ".")
+                )
             log.info("running required stage %s", req)
             run_stage(req, run, profile=profile, **shared)
     if not force and run.is_complete(name, settings.to_dict()):
@@ -121,5 +125,7 @@ def run_stage(
         return [run.path / rel for rel in stamp.get("outputs", {})]
     start = time.perf_counter()
     outputs = stage.load()(run, settings, params)
-    run.write_stamp(name, outputs, settings.to_dict(), seconds=time.perf_counter() - start)
+    if distributed.is_main():  # under torchrun only rank 0 writes files
+        run.write_stamp(name, outputs, settings.to_dict(), seconds=time.perf_counter() - start)
+    distributed.barrier()
     return [Path(p) for p in outputs]

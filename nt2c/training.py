@@ -16,6 +16,18 @@ step sees does not depend on earlier steps. A checkpoint (weights, optimiser, sc
 curves) is written every ``checkpoint_every`` steps; a killed training started again with the same settings
 resumes from it and, on the CPU, ends with bit-identical weights to an uninterrupted run. Checkpoints are read
 with ``torch.load(weights_only=True)``, which never executes code.
+
+Multi-GPU: launched by ``torchrun``, the same commands train with :class:`torch.nn.parallel.DistributedDataParallel`
+(one process per GPU, ``cuda:LOCAL_RANK``; NCCL on CUDA, Gloo on the CPU)::
+
+    torchrun --nproc-per-node 4 -m nt2c train-coarse --run RUN --profile full
+    torchrun --nproc-per-node 4 -m nt2c train-fine --run RUN --profile full
+
+``batch_size`` is then the *global* batch: every rank draws the same seeded batch of step ``step`` and trains
+on its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), and DDP averages the gradients,
+so a step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints,
+weights and curves (the others wait at a barrier); every rank resumes from the same checkpoint. The earlier
+stages (simulate, ..., reweight) must be complete before a ``torchrun`` launch (run them without torchrun).
 """
 
 from __future__ import annotations
@@ -271,7 +283,8 @@ def train_denoiser(
     """
     import torch
 
-    from .device import resolve_device, seed_everything
+    from . import distributed as ddp
+    from .device import seed_everything
     from .models.unet import UNet, build_model
     from .progress import progress
 
@@ -304,7 +317,15 @@ def train_denoiser(
     val_x, val_y = normalize_pair(
         _center_crop(noisy[val_idx], val_side), _center_crop(clean[val_idx], val_side)
     )
-    dev = resolve_device(cfg.get("device", "auto"))
+    dev = ddp.init_distributed(cfg.get("device", "auto"))  # resolve_device() when not under torchrun
+    n_ranks, this_rank = ddp.world_size(), ddp.rank()
+    if n_ranks > 1 and int(cfg["batch_size"]) % n_ranks:
+        raise InputError(
+            f"batch_size={cfg['batch_size']} is the global batch and must be a multiple of the {n_ranks} "
+            f"processes; use batch_size={n_ranks * max(1, int(cfg['batch_size']) // n_ranks)}."
+        )
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels
 
     seed_everything(seed)
     arch = (
@@ -318,6 +339,11 @@ def train_denoiser(
     model.to(dev)
     fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format  # faster CPU convolutions
     model.to(memory_format=fmt)
+    net = model  # what the training steps call: the model itself, or its DDP wrapper under torchrun
+    if n_ranks > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     use_amp = bool(cfg.get("mixed_precision", True)) and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -358,9 +384,17 @@ def train_denoiser(
         elif state is not None:
             log.info("checkpoint %s belongs to other data or settings; starting afresh", ckpt)
     resumed_from = step
+    if n_ranks > 1 and ddp.broadcast_object(step) != step:
+        raise StageError(
+            f"{desc}: the ranks found different checkpoints in {ckpt}; every rank must see the same file "
+            "system (delete the checkpoint to start afresh)."
+        )
 
     def save_checkpoint() -> None:
         if ckpt is None:
+            return
+        if this_rank != 0:  # rank 0 writes; the others wait until the file is complete
+            ddp.barrier()
             return
         payload = {
             "fingerprint": fingerprint,
@@ -373,6 +407,7 @@ def train_denoiser(
         }
         with atomic_path(ckpt) as tmp:
             torch.save(payload, tmp)
+        ddp.barrier()
 
     def evaluate() -> tuple[float, float]:
         model.eval()
@@ -389,7 +424,7 @@ def train_denoiser(
     every = int(cfg["checkpoint_every"])
     bs = int(cfg["batch_size"])
     model.train()
-    bar = progress(total=steps, initial=step, desc=desc, unit="step")
+    bar = progress(total=steps, initial=step, desc=desc, unit="step", **({"disable": True} if this_rank else {}))
     running: list[float] = []
     try:
         while step < steps:
@@ -397,15 +432,17 @@ def train_denoiser(
                 group["lr"] = lr_at(step, steps, float(cfg["lr"]))
             idx = train_idx[_batch_indices(step, bs, len(train_idx), seed)]
             xb, yb = _make_batch(noisy, clean, idx, patch, step, seed)
+            if n_ranks > 1:  # this rank's rows of the global batch
+                xb, yb = np.ascontiguousarray(xb[this_rank::n_ranks]), np.ascontiguousarray(yb[this_rank::n_ranks])
             xb = torch.from_numpy(xb[:, None]).to(dev).contiguous(memory_format=fmt)
             yb = torch.from_numpy(yb[:, None]).to(dev).contiguous(memory_format=fmt)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss = torch.mean((model(xb).float() - yb) ** 2)
+                loss = torch.mean((net(xb).float() - yb) ** 2)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            value = float(loss.detach())
+            value = float(loss.detach()) if n_ranks == 1 else ddp.all_reduce_mean(float(loss.detach()), dev)
             if not math.isfinite(value):
                 raise StageError(
                     f"{desc}: the loss became {value} at step {step}; lower lr (now {cfg['lr']})."
@@ -433,7 +470,8 @@ def train_denoiser(
                 on_step(step, value)
     finally:
         bar.close()
-    if ckpt is not None and ckpt.is_file():
+    ddp.barrier()
+    if ckpt is not None and ckpt.is_file() and this_rank == 0:
         ckpt.unlink()
     model.to("cpu").to(memory_format=torch.contiguous_format).eval()
     seconds = time.perf_counter() - start_time
@@ -448,6 +486,7 @@ def train_denoiser(
             "n_val": int(len(val_idx)),
             "device": str(dev),
             "mixed_precision": use_amp,
+            "world_size": n_ranks,
         },
     )
 
@@ -487,8 +526,17 @@ def _finish(
     source: str,
     extra: dict | None = None,
 ) -> list[Path]:
+    from . import distributed as ddp
     from .inference import save_model
 
+    if not ddp.is_main():  # rank 0 writes the artefacts; the others return their paths once they exist
+        ddp.barrier()
+        curves = "coarse_curves.json" if name == "coarse" else f"{name}_curves.json"
+        return [
+            run.models / f"{name}.safetensors",
+            run.models / f"{name}.json",
+            run.report / curves,
+        ]
     final = result.curves["val"][-1] if result.curves["val"] else {}
     info = {
         "training": {
@@ -509,6 +557,7 @@ def _finish(
         outputs.append(write_json(run.report / "coarse_curves.json", result.curves))
     else:
         outputs.append(write_json(run.report / f"{name}_curves.json", result.curves))
+    ddp.barrier()
     return outputs
 
 

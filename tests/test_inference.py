@@ -58,11 +58,12 @@ def test_default_overlap_is_close_and_seamless(image):
     net = UNet(width=4, depth=5).eval()
     ref = _one_pass(net, image)
     out = denoise_micrograph(net, image, tile=128, overlap=32, show_progress=False)
+    # far below the receptive radius (187 px) the blended tiles still agree with one pass to ~1e-4 of the
+    # image's contrast; butting tiles without overlap leaves seams (measured: 0.12)
     rel = np.sqrt(np.mean((out - ref) ** 2)) / ref.std()
-    assert rel < 0.05
-    # no seam: the difference to one pass has no jump at tile borders larger than elsewhere
-    row_jumps = np.abs(np.diff(out - ref, axis=0)).max(axis=1)
-    assert row_jumps.max() < 10 * np.median(row_jumps) + 1e-3
+    assert rel < 1e-3
+    butted = denoise_micrograph(net, image, tile=128, overlap=0, show_progress=False)
+    assert np.sqrt(np.mean((butted - ref) ** 2)) / ref.std() > 10 * rel
 
 
 def test_blend_weights_cover_every_pixel():

@@ -6,20 +6,35 @@ the input itself) with the mirrored decoder level. Activations are LeakyReLU(0.1
 layer, and the output layer is linear (the network predicts the clean image in the normalised units of its input,
 see :mod:`nt2c.training`).
 
-Choice of the default (width 32, first kernel 3, lean decoder)
---------------------------------------------------------------
+Choice of the default (width 32, first kernel 3)
+------------------------------------------------
 The public NT2C code uses Topaz-Denoise's ``UDenoiseNet``: 48 channels, an 11x11 first convolution, decoder
-blocks of ``2 * 48`` channels and a full-resolution block of 97 -> 64 -> 32 -> 1 channels. Counted in
-multiply-accumulates per input pixel that network costs about 150 k MAC/px, two thirds of it in the two
-finest decoder levels. This module keeps Fig. 2's topology but gives every decoder block ``width`` output
-channels (not ``2 * width``) and a ``width // 2``-channel full-resolution head, which brings the cost to about
-``20 * width**2 / 1024 + ...`` k MAC/px (``UNet(width=32).macs_per_pixel()`` ~ 21 k, seven times less than
-UDenoiseNet). ``docs``/``benchmarks/bench_quality.py`` compare widths 16/32/48, first kernels 3/11 and a
-depth-4 variant at equal training budget on held-out simulated micrographs: on the quick profile the quality
-differences between widths 32 and 48 and between first kernels 3 and 11 were within the run-to-run spread
-(a few hundredths of a dB), while width 16 lost measurably and a depth-4 net lost the large-scale context,
-so width 32 with a 3x3 first kernel is the default: it denoises a 4096 x 4096 micrograph within the
-project's CPU time and memory goal (see ``benchmarks/bench_denoise.py``).
+blocks of ``2 * 48`` channels and a full-resolution block of 97 -> 64 -> 32 -> 1 channels, about 156 k
+multiply-accumulates (MAC) per input pixel, most of it in the two finest decoder levels. This module keeps
+Fig. 2's topology but gives every decoder block ``width`` output channels and the full-resolution block
+``width // 2``: ``UNet().macs_per_pixel()`` is 19.6 k, 8x less.
+
+Measured with ``benchmarks/bench_quality.py --variants --variant-steps 80 --no-main`` (4 training micrographs
+of 1024^2 px simulated with the default parameters, 256 pairs of 256^2 px, 2 held-out micrographs, PSNR after a
+scale-and-offset fit; raw 23.12 dB, best Gaussian filter 24.60 dB, BM3D 23.11 dB), each variant trained for the
+same 80 steps of the quick profile's settings (a short budget: early-training differences, one seed):
+
+=============  =========  =============  ======================  ===========================
+variant        kMAC/px    PSNR (dB)      train CPU s (80 steps)  denoise CPU s, 1024^2 px
+=============  =========  =============  ======================  ===========================
+width 16       5.0        23.49          78                      --
+width 32       19.6       24.06          85                      4.0-4.4
+width 48       43.8       24.94          119                     6.7-6.9
+32, 11x11      23.2       24.25          128                     --
+32, depth 4    19.5       24.96          46                      --
+=============  =========  =============  ======================  ===========================
+
+(CPU times on a 2-core machine shared with other jobs, so +-30 %.) Width 16 loses; an 11x11 first kernel costs
+more without a clear gain; width 48 learns faster per step but costs 1.4x the training and 1.6x the inference
+time, which would take the quick profile's coarse training (300 steps, 25.62 dB at width 32) past ~4 minutes
+on 2 cores, so width 32 is the default and the ``full`` (GPU) profile uses width 48. Depth 4 did as well as
+width 48 in this short run; the default keeps the paper's five pooling levels (a larger context for large
+particles), which a longer comparison should revisit.
 """
 
 from __future__ import annotations
