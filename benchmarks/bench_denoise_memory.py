@@ -1,4 +1,4 @@
-"""Resident memory of batch denoising over many micrographs: it must stay flat (streaming, one file at a time).
+"""Resident memory of batch denoising over many micrographs: flat when streaming one file at a time.
 
 Writes ``--n`` synthetic float32 micrographs of ``--size`` x ``--size`` px into a temporary folder (cheap
 random data: Gaussian noise on an offset; the memory of denoising does not depend on the content), then runs
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.n} micrographs of {args.size}x{args.size} px in {time.perf_counter() - t0:.1f} s")
         model = load_model(model_path, device=str(dev))
         files = sorted(inputs.glob("*.mrc"))
-        rows: list[dict] = [{"files": 0, "rss_MiB": _proc_status_MiB("VmRSS"), "peak_MiB": _proc_status_MiB("VmHWM")}]
+        rows: list[dict] = [
+            {"files": 0, "rss_MiB": _proc_status_MiB("VmRSS"), "peak_MiB": _proc_status_MiB("VmHWM")}
+        ]
         print(f"{'files':>6} {'RSS MiB':>9} {'peak MiB':>9} {'s/file':>7}")
         print(f"{0:>6} {rows[0]['rss_MiB']:9.0f} {rows[0]['peak_MiB']:9.0f}")
         done = 0
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 t_last = now
                 rows.append(row)
-                print(f"{done:>6} {row['rss_MiB']:9.0f} {row['peak_MiB']:9.0f} {row['seconds_per_file']:7.2f}")
+                print(
+                    f"{done:>6} {row['rss_MiB']:9.0f} {row['peak_MiB']:9.0f} {row['seconds_per_file']:7.2f}"
+                )
                 sys.stdout.flush()
 
         denoise_files(model, files, out, device=str(dev), on_file=on_file, verbose=False)
@@ -114,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.size**2 * 4 / 2**20:.0f} MiB); peak {rows[-1]['peak_MiB']:.0f} MiB; device {dev}"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"n": args.n, "size": args.size, "device": str(dev), "rows": rows}))
+        Path(args.json).write_text(
+            json.dumps({"n": args.n, "size": args.size, "device": str(dev), "rows": rows})
+        )
     return 0
 
 

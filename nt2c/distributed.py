@@ -42,7 +42,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer; unset it or fix it.") from exc
+        raise ConfigError(
+            f"environment variable {name}={value!r} is not an integer; unset it or fix it."
+        ) from exc
 
 
 def env_world_size() -> int:
@@ -57,7 +59,7 @@ def _initialized() -> bool:
 
 
 def is_distributed() -> bool:
-    """Whether this process is one of several (``torchrun`` with ``WORLD_SIZE > 1`` or an initialised group)."""
+    """Whether this is one of several processes (torchrun's ``WORLD_SIZE > 1`` or a group of size > 1)."""
     return world_size() > 1
 
 
@@ -144,7 +146,9 @@ def init_distributed(device: str = "auto"):
         raise ConfigError("this torch build has no torch.distributed; run without torchrun.")
     for name in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
         if name not in os.environ:
-            raise ConfigError(f"WORLD_SIZE is set but {name} is not; launch with `torchrun --nproc-per-node N`.")
+            raise ConfigError(
+                f"WORLD_SIZE is set but {name} is not; launch with `torchrun --nproc-per-node N`."
+            )
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         dist.init_process_group("nccl", device_id=dev)

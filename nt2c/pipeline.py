@@ -63,6 +63,10 @@ STAGES: dict[str, Stage] = {
 }
 
 
+#: Stages that train with DistributedDataParallel when launched by ``torchrun`` (see :mod:`nt2c.training`).
+DISTRIBUTED_STAGES = ("train-coarse", "train-fine")
+
+
 def _resolve_run(run: RunDir | str | os.PathLike) -> RunDir:
     return run if isinstance(run, RunDir) else RunDir(run)
 
@@ -106,6 +110,11 @@ def run_stage(
     if name not in STAGES:
         raise StageError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}.")
     run = _resolve_run(run)
+    if distributed.is_distributed() and name not in DISTRIBUTED_STAGES:
+        raise StageError(
+            f"stage {name} runs in one process; start it without torchrun (only "
+            f"{', '.join(DISTRIBUTED_STAGES)} use several GPUs)."
+        )
     stage = STAGES[name]
     params = run.params()
     settings = stage_config(name, profile, **overrides)

@@ -17,17 +17,19 @@ curves) is written every ``checkpoint_every`` steps; a killed training started a
 resumes from it and, on the CPU, ends with bit-identical weights to an uninterrupted run. Checkpoints are read
 with ``torch.load(weights_only=True)``, which never executes code.
 
-Multi-GPU: launched by ``torchrun``, the same commands train with :class:`torch.nn.parallel.DistributedDataParallel`
-(one process per GPU, ``cuda:LOCAL_RANK``; NCCL on CUDA, Gloo on the CPU)::
+Multi-GPU: launched by ``torchrun``, the same commands train with
+:class:`torch.nn.parallel.DistributedDataParallel` (one process per GPU, ``cuda:LOCAL_RANK``; NCCL on CUDA,
+Gloo on the CPU)::
 
-    torchrun --nproc-per-node 4 -m nt2c train-coarse --run RUN --profile full
-    torchrun --nproc-per-node 4 -m nt2c train-fine --run RUN --profile full
+    torchrun --nproc-per-node 4 -m nt2c train-coarse --run-dir RUN --profile full
+    torchrun --nproc-per-node 4 -m nt2c train-fine --run-dir RUN --profile full
 
 ``batch_size`` is then the *global* batch: every rank draws the same seeded batch of step ``step`` and trains
 on its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), and DDP averages the gradients,
 so a step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints,
 weights and curves (the others wait at a barrier); every rank resumes from the same checkpoint. The earlier
 stages (simulate, ..., reweight) must be complete before a ``torchrun`` launch (run them without torchrun).
+Spell the run folder ``--run-dir`` there: torchrun's own parser takes ``--run`` for its ``--run-path``.
 """
 
 from __future__ import annotations
@@ -424,7 +426,8 @@ def train_denoiser(
     every = int(cfg["checkpoint_every"])
     bs = int(cfg["batch_size"])
     model.train()
-    bar = progress(total=steps, initial=step, desc=desc, unit="step", **({"disable": True} if this_rank else {}))
+    quiet = {"disable": True} if this_rank else {}  # one progress bar, rank 0's
+    bar = progress(total=steps, initial=step, desc=desc, unit="step", **quiet)
     running: list[float] = []
     try:
         while step < steps:
@@ -433,7 +436,8 @@ def train_denoiser(
             idx = train_idx[_batch_indices(step, bs, len(train_idx), seed)]
             xb, yb = _make_batch(noisy, clean, idx, patch, step, seed)
             if n_ranks > 1:  # this rank's rows of the global batch
-                xb, yb = np.ascontiguousarray(xb[this_rank::n_ranks]), np.ascontiguousarray(yb[this_rank::n_ranks])
+                xb = np.ascontiguousarray(xb[this_rank::n_ranks])
+                yb = np.ascontiguousarray(yb[this_rank::n_ranks])
             xb = torch.from_numpy(xb[:, None]).to(dev).contiguous(memory_format=fmt)
             yb = torch.from_numpy(yb[:, None]).to(dev).contiguous(memory_format=fmt)
             opt.zero_grad(set_to_none=True)

@@ -50,8 +50,23 @@ def counter(monkeypatch):
 
 
 def _run(model_path, out, folder, *extra):
-    return main(["denoise", "--model", str(model_path), "-o", str(out), "--device", "cpu", "--tile", "64",
-                 "--overlap", "16", *extra, str(folder / "*.mrc")])
+    return main(
+        [
+            "denoise",
+            "--model",
+            str(model_path),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--tile",
+            "64",
+            "--overlap",
+            "16",
+            *extra,
+            str(folder / "*.mrc"),
+        ]
+    )
 
 
 def test_killed_run_resumes_without_redoing_done_files(tmp_path, model_path, folder, counter):
@@ -59,7 +74,9 @@ def test_killed_run_resumes_without_redoing_done_files(tmp_path, model_path, fol
     counter.kill_at = 5  # killed while the 5th file is being denoised
     assert _run(model_path, out, folder) == 130
     done = sorted(p.name for p in out.iterdir())
-    assert done == [f"mic_{i:02d}.mrc" for i in range(4)]  # four complete outputs, no partial or temporary file
+    assert done == [
+        f"mic_{i:02d}.mrc" for i in range(4)
+    ]  # four complete outputs, no partial or temporary file
     mtimes = {name: (out / name).stat().st_mtime_ns for name in done}
 
     counter.calls, counter.kill_at = 0, None
@@ -83,7 +100,7 @@ def test_max_files_stops_and_the_next_run_continues(tmp_path, model_path, folder
 
 
 def test_ranks_take_round_robin_shares(tmp_path, model_path, folder, counter, monkeypatch):
-    """Under torchrun (WORLD_SIZE/RANK/LOCAL_RANK set) rank r denoises files r, r+N, ...; no group is needed."""
+    """Under torchrun (WORLD_SIZE/RANK/LOCAL_RANK set) rank r denoises files r, r+N, ... (no group needed)."""
     out = tmp_path / "out"
     monkeypatch.setenv("WORLD_SIZE", "3")
     shares = []

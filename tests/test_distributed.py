@@ -1,5 +1,5 @@
-"""Multi-process (torchrun, Gloo on the CPU) training: identical weights on all ranks, falling loss, same result
-as a single process; plus the helpers of nt2c.distributed outside torchrun."""
+"""Multi-process (torchrun, Gloo on the CPU) training: identical weights on all ranks, falling loss, the
+same result as a single process; plus the helpers of nt2c.distributed outside torchrun."""
 
 import json
 import os
@@ -15,7 +15,9 @@ from nt2c.config import stage_config
 from nt2c.errors import ConfigError, InputError
 from nt2c.training import toy_pairs, train_denoiser
 
-SETTINGS = dict(steps=24, checkpoint_every=8, width=4, batch_size=4, patch_px=32, lr=3e-3, device="cpu", seed=5)
+SETTINGS = dict(
+    steps=24, checkpoint_every=8, width=4, batch_size=4, patch_px=32, lr=3e-3, device="cpu", seed=5
+)
 
 WORKER = textwrap.dedent(
     """
@@ -27,59 +29,97 @@ WORKER = textwrap.dedent(
     from nt2c.config import stage_config
     from nt2c.training import toy_pairs, train_denoiser
 
-    out = Path(sys.argv[1])
+    out, tag, kill_at = Path(sys.argv[1]), sys.argv[3], int(sys.argv[4])
     settings = stage_config("train-coarse", "smoke", **json.loads(sys.argv[2]))
     noisy, clean = toy_pairs(12, 48, seed=3)
-    res = train_denoiser(noisy, clean, settings, checkpoint_path=out / "ckpt.pt")
+
+    def on_step(step, loss):
+        if step == kill_at:
+            raise SystemExit(3)  # a kill after the checkpoint of step 8
+
+    res = train_denoiser(noisy, clean, settings, checkpoint_path=out / f"{tag}.pt", on_step=on_step)
     r = distributed.rank()
-    torch.save(res.model.state_dict(), out / f"rank{r}.pt")
-    (out / f"rank{r}.json").write_text(json.dumps({"world": distributed.world_size(), "curves": res.curves,
-                                                     "info": res.info}))
+    torch.save(res.model.state_dict(), out / f"{tag}_rank{r}.pt")
+    meta = {"world": distributed.world_size(), "curves": res.curves, "info": res.info,
+            "resumed_from": res.resumed_from}
+    (out / f"{tag}_rank{r}.json").write_text(json.dumps(meta))
     """
 )
+
+
+def _torchrun(out, tag, kill_at=0):
+    script = out / "worker.py"
+    script.write_text(WORKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", NT2C_PROGRESS="0")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+        str(out),
+        json.dumps(SETTINGS),
+        tag,
+        str(kill_at),
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    script = out / "worker.py"
-    script.write_text(WORKER)
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", NT2C_PROGRESS="0")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-           str(out), json.dumps(SETTINGS)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    proc = _torchrun(out, "full")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
 
 def test_all_ranks_end_with_identical_weights(two_rank_run):
-    states = [torch.load(two_rank_run / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    states = [torch.load(two_rank_run / f"full_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
     for r in (0, 1):
-        meta = json.loads((two_rank_run / f"rank{r}.json").read_text())
+        meta = json.loads((two_rank_run / f"full_rank{r}.json").read_text())
         assert meta["world"] == 2 and meta["info"]["world_size"] == 2
-    assert not (two_rank_run / "ckpt.pt").exists()  # rank 0 wrote checkpoints and removed the last one
+    assert not (two_rank_run / "full.pt").exists()  # rank 0 wrote checkpoints and removed the last one
 
 
 def test_distributed_loss_falls(two_rank_run):
-    losses = [e["loss"] for e in json.loads((two_rank_run / "rank0.json").read_text())["curves"]["train"]]
+    losses = [
+        e["loss"] for e in json.loads((two_rank_run / "full_rank0.json").read_text())["curves"]["train"]
+    ]
     assert len(losses) == SETTINGS["steps"]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
 def test_two_ranks_match_a_single_process_on_the_global_batch(two_rank_run):
-    """Each rank trains on half of the seeded global batch; DDP's mean gradient equals the single-process one."""
+    """Each rank trains on half the seeded global batch; DDP's mean gradient is the single-process one."""
     torch.set_num_threads(1)
     noisy, clean = toy_pairs(12, 48, seed=3)
     single = train_denoiser(noisy, clean, stage_config("train-coarse", "smoke", **SETTINGS))
-    ddp_state = torch.load(two_rank_run / "rank0.pt", weights_only=True)
+    ddp_state = torch.load(two_rank_run / "full_rank0.pt", weights_only=True)
     for key, value in single.model.state_dict().items():
         assert torch.allclose(value, ddp_state[key], atol=2e-4, rtol=1e-3), key
-    ddp_losses = [e["loss"] for e in json.loads((two_rank_run / "rank0.json").read_text())["curves"]["train"]]
+    ddp_losses = [
+        e["loss"] for e in json.loads((two_rank_run / "full_rank0.json").read_text())["curves"]["train"]
+    ]
     assert ddp_losses[0] == pytest.approx(single.curves["train"][0]["loss"], rel=1e-4)
+
+
+def test_killed_two_rank_training_resumes_to_identical_weights(two_rank_run):
+    killed = _torchrun(two_rank_run, "resume", kill_at=12)
+    assert killed.returncode != 0 and (two_rank_run / "resume.pt").is_file()  # rank 0's checkpoint of step 8
+    proc = _torchrun(two_rank_run, "resume")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    full = torch.load(two_rank_run / "full_rank0.pt", weights_only=True)
+    for r in (0, 1):
+        assert json.loads((two_rank_run / f"resume_rank{r}.json").read_text())["resumed_from"] == 8
+        state = torch.load(two_rank_run / f"resume_rank{r}.pt", weights_only=True)
+        for key, value in full.items():
+            assert torch.equal(value, state[key]), key
 
 
 def test_shard_is_a_round_robin_partition():
@@ -120,3 +160,18 @@ def test_global_batch_must_split_evenly_across_ranks(monkeypatch):
     noisy, clean = toy_pairs(6, 32, seed=1)
     with pytest.raises(InputError, match="multiple of the 3"):
         train_denoiser(noisy, clean, stage_config("train-coarse", "smoke", **SETTINGS))
+
+
+def test_pipeline_under_torchrun_refuses_single_process_stages(tmp_path, monkeypatch):
+    from nt2c.errors import StageError
+    from nt2c.pipeline import run_stage
+    from nt2c.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.init_params()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(StageError, match="without torchrun"):
+        run_stage("simulate", run, profile="smoke")
+    with pytest.raises(StageError, match="without torchrun"):  # its requirement is not there yet
+        run_stage("train-coarse", run, profile="smoke")
+    assert not (run.path / "simulated").exists() or not any((run.path / "simulated").iterdir())

@@ -4,17 +4,18 @@ To add a command, write ``nt2c/commands/<module>.py`` with ``HELP``, ``add_args`
 it below under its command-line name.
 """
 
+# in the order of the pipeline, as `nt2c --help` lists them
 COMMANDS: dict[str, str] = {
-    "train-gan": "train_gan",
-    "sample-noise": "sample_noise",
     "fetch": "fetch",
     "simulate": "simulate",
-    "notebooks": "notebooks",
-    "reweight": "reweight",
-    "run": "run",
-    "evaluate": "evaluate",
     "train-coarse": "train_coarse",
+    "extract-noise": "extract_noise",
+    "train-gan": "train_gan",
+    "sample-noise": "sample_noise",
+    "reweight": "reweight",
     "train-fine": "train_fine",
     "denoise": "denoise",
-    "extract-noise": "extract_noise",
+    "evaluate": "evaluate",
+    "run": "run",
+    "notebooks": "notebooks",
 }

@@ -11,7 +11,9 @@ __all__ = ["add_stage_args", "run_stage_from_args"]
 
 def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
     """Add ``--run``, ``--profile``, ``--seed``, ``--device`` and ``--force``."""
-    parser.add_argument("--run", required=run_required, metavar="RUN", help="run directory (holds params.yaml)")
+    # --run-dir: the same option under a name that torchrun's own parser does not take for its --run-path
+    parser.add_argument("--run", "--run-dir", dest="run", required=run_required, metavar="RUN",
+                        help="run directory (holds params.yaml); spell it --run-dir under torchrun")
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's, 0)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")

@@ -15,9 +15,9 @@ DESCRIPTION = (
     "Denoise each micrograph with an NT2C model in overlapping, blended tiles and write OUT/<name>.mrc with the "
     "input's voxel size (and OUT/<name>.png previews with --png). Inputs are never overwritten, existing outputs "
     "are skipped unless --force, unreadable files are reported and skipped; the exit status is 1 when any file "
-    "failed. Files are processed one at a time (constant memory) and written atomically, so a killed run started "
-    "again resumes where it stopped. Under `torchrun --nproc-per-node N -m nt2c denoise ...` rank r takes files "
-    "r, r+N, ... on its own GPU (cuda:LOCAL_RANK)."
+    "failed. Files are processed one at a time (constant memory) and written atomically, so a killed run "
+    "started again resumes where it stopped. Under `torchrun --nproc-per-node N -m nt2c denoise ...` rank r "
+    "takes files r, r+N, ... on its own GPU (cuda:LOCAL_RANK)."
 )
 
 
@@ -290,7 +290,8 @@ def main(args: argparse.Namespace) -> int:
     )
     where = f" (rank {rank} of {n_ranks})" if n_ranks > 1 else ""
     print(
-        f"{counts['denoised']} denoised, {counts['skipped']} skipped, {counts['failed']} failed -> {out_dir}{where}"
+        f"{counts['denoised']} denoised, {counts['skipped']} skipped, {counts['failed']} failed "
+        f"-> {out_dir}{where}"
     )
     if counts["stopped_early"]:
         print(f"stopped after --max-files {max_files}; run the same command again to continue")
