@@ -129,7 +129,10 @@ class RunDir:
             out = Path(out)
             if not out.exists():
                 raise StageError(f"stage {stage} said it wrote {out}, which does not exist (a bug; please report).")
-            rel = out.resolve().relative_to(self.path.resolve()) if out.is_absolute() else out
+            try:
+                rel = out.resolve().relative_to(self.path.resolve())
+            except ValueError:
+                raise StageError(f"stage {stage} wrote {out}, outside the run directory {self.path} (a bug).") from None
             files[str(rel)] = out.stat().st_size if out.is_file() else None
         stamp = {
             "stage": stage,

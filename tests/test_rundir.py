@@ -67,6 +67,19 @@ def test_run_stage_skips_complete_and_runs_requirements(run_dir, monkeypatch):
     assert status["simulate"] and not status["train-gan"]
 
 
+def test_relative_run_directory_stamps_resolve(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = RunDir("runs/rel")
+    run.init_params()
+    out = run.report / "a.txt"  # a relative path, as the stages see it
+    out.write_text("x")
+    run.write_stamp("demo", [out], {"steps": 1})
+    assert run.read_stamp("demo")["outputs"] == {"report/a.txt": 1}
+    assert run.is_complete("demo", {"steps": 1})
+    monkeypatch.chdir(tmp_path / "runs")  # still complete seen from elsewhere
+    assert RunDir(tmp_path / "runs" / "rel").is_complete("demo", {"steps": 1})
+
+
 def test_run_stage_without_requirements_says_what_to_run(run_dir):
     with pytest.raises(StageError, match="nt2c simulate --run"):
         pipeline.run_stage("train-coarse", run_dir, profile="smoke", with_requirements=False)
