@@ -61,6 +61,7 @@ __all__ = [
     "local_patch_ssim",
     "list_micrographs",
     "candidate_grid",
+    "box_particle_distance",
     "STATUS_NAMES",
 ]
 
@@ -812,6 +813,33 @@ def _explain(result: NoisePatches) -> str:
 # ------------------------------------------------------------------------------------------------------------
 # the pipeline stage
 # ------------------------------------------------------------------------------------------------------------
+def box_particle_distance(boxes: np.ndarray, patch_size: int, particles_xy: np.ndarray) -> np.ndarray:
+    """Distance from each box to the nearest particle centre (0 when a centre lies inside the box).
+
+    Parameters
+    ----------
+    boxes : numpy.ndarray, shape (n, 2)
+        Top-left (row, col) of the boxes (px).
+    patch_size : int
+        Box side d (px).
+    particles_xy : numpy.ndarray, shape (m, 2)
+        Particle centres as (x, y) = (col, row) in px, as in RELION STAR files.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Distances in px (``inf`` when there is no particle).
+    """
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 2)
+    xy = np.asarray(particles_xy, dtype=float).reshape(-1, 2)
+    if len(xy) == 0:
+        return np.full(len(boxes), np.inf)
+    rows, cols = boxes[:, :1], boxes[:, 1:]
+    dy = np.maximum(0.0, np.maximum(rows - xy[:, 1], xy[:, 1] - (rows + patch_size - 1)))
+    dx = np.maximum(0.0, np.maximum(cols - xy[:, 0], xy[:, 0] - (cols + patch_size - 1)))
+    return np.hypot(dy, dx).min(axis=1)
+
+
 def list_micrographs(run, patterns=None) -> list[Path]:
     """List the micrographs an extraction scans.
 

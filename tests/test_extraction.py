@@ -383,3 +383,15 @@ def test_figures_run():
     assert all(isinstance(f, Figure) for f in figs)
     for f in figs:
         plt.close(f)
+
+
+def test_box_particle_distance():
+    from nt2c.extraction import box_particle_distance
+
+    boxes = np.array([[0, 0], [100, 100]])
+    xy = np.array([[10.0, 5.0], [130.0, 100.0]])  # (x, y): the first lies inside box 0
+    dist = box_particle_distance(boxes, 24, xy)
+    assert dist[0] == 0.0
+    # box 1 spans cols 100..123, rows 100..123; particle (x=130, y=100) is 7 px beyond col 123
+    assert dist[1] == pytest.approx(7.0)
+    assert np.isinf(box_particle_distance(boxes, 24, np.empty((0, 2)))).all()
