@@ -37,3 +37,16 @@ def run_dir(tmp_path):
     run = RunDir(tmp_path / "run")
     run.init_params()
     return run
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    """A tiny seeded U-Net saved as safetensors + JSON sidecar (for denoising tests)."""
+    import torch
+
+    from nt2c.inference import save_model
+    from nt2c.models.unet import UNet
+
+    torch.manual_seed(0)
+    weights, _ = save_model(UNet(width=4, depth=3), tmp_path / "model" / "coarse.safetensors")
+    return weights

@@ -2,19 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 from nt2c.cli import main
-from nt2c.inference import save_model
 from nt2c.io import read_mrc, write_mrc
-from nt2c.models.unet import UNet
-
-
-@pytest.fixture()
-def model_path(tmp_path):
-    torch.manual_seed(0)
-    weights, _ = save_model(UNet(width=4, depth=3), tmp_path / "model" / "coarse.safetensors")
-    return weights
 
 
 @pytest.fixture()

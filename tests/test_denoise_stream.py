@@ -2,22 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 
 import nt2c.inference
 from nt2c.cli import main
-from nt2c.inference import save_model
 from nt2c.io import read_mrc, write_mrc
-from nt2c.models.unet import UNet
 
 N_FILES = 8
-
-
-@pytest.fixture()
-def model_path(tmp_path):
-    torch.manual_seed(0)
-    weights, _ = save_model(UNet(width=4, depth=3), tmp_path / "model" / "coarse.safetensors")
-    return weights
 
 
 @pytest.fixture()
