@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["show_images", "display_range"]
+__all__ = ["show_images", "display_range", "image_grid"]
 
 
 def display_range(image: np.ndarray, percentile: float = 1.0) -> tuple[float, float]:
@@ -15,6 +15,24 @@ def display_range(image: np.ndarray, percentile: float = 1.0) -> tuple[float, fl
     if hi <= lo:
         hi = lo + 1.0
     return float(lo), float(hi)
+
+
+def image_grid(n: int, *, ncols: int | None = None, size: float = 3.2):
+    """A figure with ``n`` square panels (at most 4 per row by default), axes switched off.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : numpy.ndarray of Axes, shape (nrows, ncols)
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or min(n, 4)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
 
 
 def show_images(images: Mapping[str, np.ndarray], *, ncols: int | None = None, size: float = 3.2,
@@ -34,14 +52,7 @@ def show_images(images: Mapping[str, np.ndarray], *, ncols: int | None = None, s
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
-    n = len(images)
-    ncols = ncols or min(n, 4)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = image_grid(len(images), ncols=ncols, size=size)
     for ax, (title, image) in zip(axes.flat, images.items()):
         lo, hi = display_range(np.asarray(image), percentile)
         ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi)

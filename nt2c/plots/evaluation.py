@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .common import display_range
+from .common import display_range, image_grid
 
 __all__ = [
     "robust_range",
@@ -81,15 +81,9 @@ def plot_comparison(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    n = len(images)
-    ncols = ncols or min(n, 4)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = image_grid(len(images), ncols=ncols, size=size)
     windows = zoom_windows(regions) if regions is not None and len(regions) else {}
     for ax, (title, image) in zip(axes.flat, images.items()):
         _show(ax, image, title)
