@@ -43,9 +43,11 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(200)
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
+        # Count before writing: the client may return as soon as the body arrives, before
+        # this server thread would get to run a line placed after the write.
+        type(self).sent += len(body)
         self.end_headers()
         self.wfile.write(body)
-        type(self).sent += len(body)
 
 
 @pytest.fixture()
