@@ -32,6 +32,38 @@ After training, the generator's batch-norm statistics are re-estimated over many
 (the running averages kept during training lag behind the changing generator), and the generator is used in
 evaluation mode: each generated patch then depends only on its own latent vector, not on the batch.
 
+Multi-GPU (``torchrun``)
+------------------------
+Launched by ``torchrun`` the stage trains on N processes (one per GPU, ``cuda:LOCAL_RANK``; NCCL on CUDA,
+Gloo on the CPU) with the conventions of :mod:`nt2c.training`::
+
+    torchrun --nproc-per-node 4 -m nt2c train-gan --run-dir RUN --profile full
+
+``batch_size`` is the *global* batch (a multiple of N): every rank draws the same seeded batch, latents and
+interpolation weights and uses rows ``rank, rank + N, ...``; gradients are averaged across ranks, so an
+iteration is the single-process iteration on the same data (to float rounding). Only rank 0 writes the
+checkpoint, the model and the report (the others wait at a barrier); every rank resumes from the same
+checkpoint, and a checkpoint of a single-process run resumes under ``torchrun`` and vice versa.
+
+Why no :class:`~torch.nn.parallel.DistributedDataParallel`: DDP averages gradients from hooks that fire
+while ``backward()`` accumulates into ``.grad``; it does not support ``torch.autograd.grad`` and double
+backward (pytorch issue 63812: ``backward(create_graph=True)`` through DDP raises; issue 47562: wrong
+gradients with a gradient penalty), and the critic is called three times per step and frozen during the
+generator step, which DDP's reducer handles only with ``find_unused_parameters``. So, as StyleGAN2-ADA does,
+each network's gradients are averaged explicitly after ``backward()``: one ``all_reduce`` of all its
+gradients flattened into one buffer.
+
+Batch norm: the generator's batch norm normalises by the statistics of the batch. If each rank used its
+own rows, a step would differ from the single-process step and the running statistics would differ between
+ranks. :class:`torch.nn.SyncBatchNorm` fixes that on GPUs but refuses CPU tensors (Gloo), so under
+``torchrun`` the generator's layers are replaced by :class:`CrossRankBatchNorm2d`: it ``all_reduce``-s the
+per-channel sums (mean, then centred squares: the *global* batch's statistics), with a differentiable
+``all_reduce`` whose backward sums the gradients of the statistics across ranks, so the averaged gradient is
+the single-process one. Its running averages are computed from the reduced statistics and so agree on all
+ranks. After training, every rank re-estimates the statistics (:func:`recalibrate_batchnorm`, the same
+latents on all ranks) and rank 0's parameters and buffers of both networks are broadcast, so all ranks end
+with bit-identical weights and buffers.
+
 Scoring (:func:`noise_fidelity_report`): a share of the patches (``holdout_fraction``) never enters training;
 the generated noise, white Gaussian noise of the held-out mean and variance, the simulator's own noise and
 crops of the training patches (the floor set by the finite sample sizes) are each compared with them by
@@ -50,6 +82,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +156,143 @@ def gradient_penalty(critic, real, fake, *, eps=None, generator=None, return_nor
 
 
 # ---------------------------------------------------------------------------------------------------------
+# several processes (torchrun)
+# ---------------------------------------------------------------------------------------------------------
+_CLASSES: dict = {}
+
+
+def _cross_rank_classes() -> dict:
+    """Build the torch classes on first use (importing this module does not import torch)."""
+    if _CLASSES:
+        return _CLASSES
+    import torch
+    import torch.distributed as dist
+
+    class _AllReduceSum(torch.autograd.Function):
+        """``all_reduce`` (sum) whose backward sums the incoming gradients across the ranks."""
+
+        @staticmethod
+        def forward(ctx, tensor):
+            out = tensor.clone(memory_format=torch.contiguous_format)
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.clone(memory_format=torch.contiguous_format)
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            return grad
+
+    class CrossRankBatchNorm2d(torch.nn.BatchNorm2d):
+        """Batch norm over the union of the ranks' batches (the global batch), on CPU and CUDA.
+
+        In training mode inside a process group of several ranks, the per-channel mean and (biased)
+        variance are those of all ranks' inputs together: two differentiable ``all_reduce`` calls, of the
+        sums and then of the centred squares. The running averages are updated from them like
+        :class:`torch.nn.BatchNorm2d` does (unbiased variance), so they agree on every rank. Otherwise
+        (evaluation mode, one process) it is :class:`torch.nn.BatchNorm2d`; the state-dict keys are the same.
+
+        Parameters
+        ----------
+        num_features : int
+            Channels ``C`` of the (B, C, H, W) input.
+        **kwargs
+            As for :class:`torch.nn.BatchNorm2d`.
+        """
+
+        def forward(self, x):
+            if not (
+                self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+            ):
+                return super().forward(x)
+            self._check_input_dim(x)
+            n_local = x.shape[0] * x.shape[2] * x.shape[3]
+            local = torch.cat([x.sum(dim=(0, 2, 3)), x.new_tensor([float(n_local)])])
+            sums = _AllReduceSum.apply(local)
+            n = sums[-1]
+            mean = sums[:-1] / n
+            centred = x - mean[None, :, None, None]
+            var = _AllReduceSum.apply((centred * centred).sum(dim=(0, 2, 3))) / n
+            y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+            if self.affine:
+                y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+            if self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    factor = (
+                        1.0 / float(self.num_batches_tracked.item())
+                        if self.momentum is None
+                        else self.momentum
+                    )
+                    unbiased = var.detach() * (n / (n - 1).clamp_min(1))  # tensors: no device sync
+                    self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                    self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+            return y
+
+    CrossRankBatchNorm2d.__qualname__ = "CrossRankBatchNorm2d"  # nt2c.noise_model.CrossRankBatchNorm2d
+
+    def average_gradients(module) -> None:
+        """Replace each parameter's ``.grad`` by its mean over the ranks (one ``all_reduce``)."""
+        params = [p for p in module.parameters() if p.grad is not None]
+        if not params:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= dist.get_world_size()
+        offset = 0
+        for p in params:
+            k = p.grad.numel()
+            p.grad.copy_(flat[offset : offset + k].view_as(p.grad))
+            offset += k
+
+    def broadcast_state(module, src: int = 0) -> None:
+        """Overwrite every parameter and buffer with rank ``src``'s (bit-identical modules on all ranks)."""
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=src)
+
+    def to_cross_rank(module, *, back: bool = False):
+        """Swap each ``BatchNorm2d`` of ``module`` for a ``CrossRankBatchNorm2d`` (``back``: the reverse).
+
+        In place, keeping each layer's parameters and buffers; returns ``module``.
+        """
+        plain = torch.nn.BatchNorm2d
+        src, dst = (CrossRankBatchNorm2d, plain) if back else (plain, CrossRankBatchNorm2d)
+        for name, child in module.named_children():
+            if type(child) is src:
+                new = dst(
+                    child.num_features,
+                    eps=child.eps,
+                    momentum=child.momentum,
+                    affine=child.affine,
+                    track_running_stats=child.track_running_stats,
+                )
+                like = [t for t in [*child.parameters(), *child.buffers()] if t.is_floating_point()]
+                if like:  # keep the layer's device and dtype
+                    new.to(device=like[0].device, dtype=like[0].dtype)
+                new.load_state_dict(child.state_dict())
+                new.train(child.training)
+                setattr(module, name, new)
+            else:
+                to_cross_rank(child, back=back)
+        return module
+
+    _CLASSES.update(
+        CrossRankBatchNorm2d=CrossRankBatchNorm2d,
+        average_gradients=average_gradients,
+        broadcast_state=broadcast_state,
+        to_cross_rank=to_cross_rank,
+    )
+    return _CLASSES
+
+
+def __getattr__(name: str):
+    if name == "CrossRankBatchNorm2d":
+        return _cross_rank_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------------------
 def _check_patches(patches, settings: GanConfig, *, name: str = "noise patches") -> np.ndarray:
@@ -163,15 +333,22 @@ def split_patches(n: int, holdout_fraction: float, *, seed: int = 0) -> tuple[np
 
 
 class _Batches:
-    """Random augmented crops of z-scored patches, drawn with a CPU torch.Generator."""
+    """Random augmented crops of z-scored patches, drawn with a CPU torch.Generator.
 
-    def __init__(self, data, patch_px: int, batch_size: int, augment: bool, generator, device):
+    Every call draws the whole (global) batch of ``batch_size``; ``rows`` selects the rows returned (under
+    torchrun ``slice(rank, None, world_size)``), so the random stream does not depend on the rank.
+    """
+
+    def __init__(
+        self, data, patch_px: int, batch_size: int, augment: bool, generator, device, rows=slice(None)
+    ):
         self.data = data  # (n, h, w) float32 tensor on device
         self.d = patch_px
         self.b = batch_size
         self.augment = augment
         self.g = generator
         self.device = device
+        self.rows = rows
         self.order: list[int] = []
 
     def __call__(self):
@@ -186,7 +363,8 @@ class _Batches:
         rots = torch.randint(0, 4, (self.b,), generator=self.g).tolist()
         flips = torch.randint(0, 2, (self.b,), generator=self.g).tolist()
         crops = []
-        for i, y, x, k, f in zip(idx, ys, xs, rots, flips):
+        r = self.rows
+        for i, y, x, k, f in zip(idx[r], ys[r], xs[r], rots[r], flips[r]):
             c = self.data[i, y : y + self.d, x : x + self.d]
             if self.augment:
                 c = torch.rot90(c, k, dims=(0, 1))
@@ -241,8 +419,12 @@ def train_gan(
     *,
     checkpoint_path: str | os.PathLike | None = None,
     device: str | None = None,
+    on_iteration: Callable[[int, dict], None] | None = None,
 ) -> TrainedGan:
     """Train the WGAN-GP noise synthesizer on a stack of noise patches.
+
+    Under ``torchrun`` every rank calls this function with the same arguments; see "Multi-GPU" in the module
+    docstring (``batch_size`` is the global batch, only rank 0 writes the checkpoint).
 
     Parameters
     ----------
@@ -254,19 +436,31 @@ def train_gan(
         Where to keep resumable state; an existing compatible checkpoint is resumed.
     device : str, optional
         Overrides ``settings.device``.
+    on_iteration : callable, optional
+        ``on_iteration(iteration, values)`` after each generator iteration (and after its checkpoint);
+        ``iteration`` counts completed iterations, ``values`` maps the curve names to this iteration's value.
 
     Returns
     -------
     TrainedGan
+        Identical (weights and batch-norm buffers) on every rank under ``torchrun``.
     """
     import torch
 
-    from .device import resolve_device
+    from . import distributed as ddp
     from .models.gan import Critic, Generator
 
     settings = settings or stage_config("train-gan", "quick")
     data = _check_patches(patches, settings)
-    dev = resolve_device(device or settings.device)
+    dev = ddp.init_distributed(device or settings.device)  # resolve_device() when not under torchrun
+    n_ranks, this_rank = ddp.world_size(), ddp.rank()
+    if n_ranks > 1 and settings.batch_size % n_ranks:
+        raise InputError(
+            f"train-gan batch_size={settings.batch_size} is the global batch and must be a multiple of the "
+            f"{n_ranks} processes; use batch_size={n_ranks * max(1, settings.batch_size // n_ranks)}."
+        )
+    cross = _cross_rank_classes() if n_ranks > 1 else None
+    rows = slice(this_rank, None, n_ranks) if n_ranks > 1 else slice(None)  # this rank's rows of a batch
     mean = float(data.mean(dtype=np.float64))
     std = float(data.std(dtype=np.float64))
     z_data = torch.from_numpy(((data - mean) / std).astype(np.float32)).to(dev)
@@ -279,6 +473,8 @@ def train_gan(
         spatial_latent=settings.spatial_latent,
     ).to(dev)
     critic = Critic(patch_px=settings.patch_px, width=settings.width).to(dev)
+    if cross is not None:  # batch statistics of the global batch (before the optimiser sees the parameters)
+        cross["to_cross_rank"](gen)
     betas = (settings.beta1, settings.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=settings.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=betas)
@@ -317,15 +513,30 @@ def train_gan(
             log.info("resuming GAN training from iteration %d (%s)", start, ckpt)
         elif state is not None:
             log.info("GAN checkpoint %s was made with other settings or data; training from scratch", ckpt)
+    if cross is not None:
+        import torch.distributed as dist
 
-    batches = _Batches(z_data, settings.patch_px, settings.batch_size, settings.augment, rng, dev)
+        starts: list = [None] * n_ranks
+        dist.all_gather_object(starts, start)
+        if len(set(starts)) > 1:
+            raise StageError(
+                f"train-gan: the ranks found different checkpoints in {ckpt} (iterations {starts}); every "
+                "rank must see the same file system (delete the checkpoint to start afresh)."
+            )
+        cross["broadcast_state"](gen)  # the same start on every rank, whatever their initialisation
+        cross["broadcast_state"](critic)
+
+    batches = _Batches(z_data, settings.patch_px, settings.batch_size, settings.augment, rng, dev, rows)
     b = settings.batch_size
 
     def latent():
-        return torch.randn(b, gen.latent_size, generator=rng).to(dev)
+        return torch.randn(b, gen.latent_size, generator=rng)[rows].to(dev)
 
     def save_checkpoint(iteration: int) -> None:
         if ckpt is None:
+            return
+        if this_rank != 0:  # rank 0 writes; the others wait until the file is complete
+            ddp.barrier()
             return
         state = {
             "fingerprint": fingerprint,
@@ -339,12 +550,14 @@ def train_gan(
         }
         with atomic_path(ckpt) as tmp:
             torch.save(state, tmp)
+        ddp.barrier()
 
     gen.train()
     critic.train()
     t0 = time.perf_counter() - (curves["seconds"][-1] if curves["seconds"] else 0.0)
+    quiet = {"disable": True} if this_rank else {}  # one progress bar, rank 0's
     bar = progress(
-        range(start, settings.iterations), initial=start, total=settings.iterations, desc="WGAN-GP"
+        range(start, settings.iterations), initial=start, total=settings.iterations, desc="WGAN-GP", **quiet
     )
     for it in bar:
         d_losses, w_est, gps, gnorms = [], [], [], []
@@ -352,13 +565,15 @@ def train_gan(
             real = batches()
             with torch.no_grad():
                 fake = gen(latent())
-            eps = torch.rand(b, generator=rng)
+            eps = torch.rand(b, generator=rng)[rows]
             d_real = critic(real).mean()
             d_fake = critic(fake).mean()
             gp, norms = gradient_penalty(critic, real, fake, eps=eps, return_norms=True)
             loss_d = d_fake - d_real + settings.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            if cross is not None:
+                cross["average_gradients"](critic)
             opt_d.step()
             d_losses.append(loss_d.item())
             w_est.append((d_real - d_fake).item())
@@ -369,21 +584,19 @@ def train_gan(
         loss_g = -critic(gen(latent())).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        if cross is not None:
+            cross["average_gradients"](gen)
         opt_g.step()
         for p in critic.parameters():
             p.requires_grad_(True)
-        for key, value in zip(
-            names,
-            (
-                it + 1,
-                np.mean(d_losses),
-                loss_g.item(),
-                np.mean(w_est),
-                np.mean(gps),
-                np.mean(gnorms),
-                time.perf_counter() - t0,
-            ),
-        ):
+        values = [np.mean(d_losses), loss_g.item(), np.mean(w_est), np.mean(gps), np.mean(gnorms)]
+        if cross is not None:  # means over the ranks' rows: the values of the global batch
+            import torch.distributed as dist
+
+            t = torch.tensor(values, dtype=torch.float64, device=dev)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            values = (t / n_ranks).tolist()
+        for key, value in zip(names, (it + 1, *values, time.perf_counter() - t0)):
             curves[key].append(float(value))
         if not all(math.isfinite(curves[k][-1]) for k in ("critic_loss", "generator_loss")):
             raise StageError(
@@ -397,10 +610,15 @@ def train_gan(
             )
         if (it + 1) % settings.checkpoint_every == 0 or it + 1 == settings.iterations:
             save_checkpoint(it + 1)
+        if on_iteration is not None:
+            on_iteration(it + 1, {k: curves[k][-1] for k in names})
 
-    recalibrate_batchnorm(
-        gen, gen.latent_size, batch_size=max(b, 32), batches=8, generator=rng, device=dev
-    )
+    if cross is not None:  # plain batch norm again: each rank recalibrates on the whole (same) batches
+        cross["to_cross_rank"](gen, back=True)
+    recalibrate_batchnorm(gen, gen.latent_size, batch_size=max(b, 32), batches=8, generator=rng, device=dev)
+    if cross is not None:  # guard against non-deterministic kernels: rank 0's weights and buffers everywhere
+        cross["broadcast_state"](gen)
+        cross["broadcast_state"](critic)
     return TrainedGan(
         generator=gen.eval(),
         critic=critic.eval(),
@@ -745,8 +963,11 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
     """Stage ``train-gan``: train on ``RUN/noise/patches.mrcs``, save the generator, score it.
 
     Writes ``RUN/models/gan.safetensors`` + ``gan.json``, ``RUN/report/gan_curves.json`` and
-    ``RUN/report/noise_fidelity.json``; keeps ``RUN/checkpoints/gan.pt`` for resuming.
+    ``RUN/report/noise_fidelity.json``; keeps ``RUN/checkpoints/gan.pt`` for resuming. Under ``torchrun``
+    every rank trains and rank 0 writes these files.
     """
+    from . import distributed as ddp
+
     patches_path = run.path / "noise" / "patches.mrcs"
     if not patches_path.is_file():
         raise StageError(f"{patches_path} is missing; run `nt2c extract-noise --run {run.path}` first.")
@@ -761,6 +982,11 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
             "Extract more patches, lower batch_size or holdout_fraction."
         )
     trained = train_gan(patches[train_idx], settings, checkpoint_path=run.checkpoints / "gan.pt")
+    if not ddp.is_main():  # under torchrun rank 0 writes (and scores); the others return the paths it writes
+        ddp.barrier()
+        names = ["models/gan.safetensors", "models/gan.json", "report/gan_curves.json"]
+        names += ["report/noise_fidelity.json"] if len(held_idx) else []
+        return [run.path / name for name in names]
     model_path, json_path = save_generator(
         run.models / "gan.safetensors",
         trained,
@@ -775,4 +1001,5 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
     if len(held_idx):
         report = noise_fidelity_report(run, model_path=model_path, device=settings.device)
         outputs.append(write_json(run.report / "noise_fidelity.json", report))
+    ddp.barrier()
     return outputs

@@ -63,8 +63,10 @@ STAGES: dict[str, Stage] = {
 }
 
 
-#: Stages that train with DistributedDataParallel when launched by ``torchrun`` (see :mod:`nt2c.training`).
-DISTRIBUTED_STAGES = ("train-coarse", "train-fine")
+#: Stages that train on several processes when launched by ``torchrun``: the denoiser with
+#: DistributedDataParallel (:mod:`nt2c.training`), the GAN with explicitly averaged gradients
+#: (:mod:`nt2c.noise_model`); ``batch_size`` is the global batch and rank 0 writes the files.
+DISTRIBUTED_STAGES = ("train-coarse", "train-gan", "train-fine")
 
 
 def _resolve_run(run: RunDir | str | os.PathLike) -> RunDir:

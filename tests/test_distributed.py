@@ -1,5 +1,8 @@
-"""Multi-process (torchrun, Gloo on the CPU) training: identical weights on all ranks, falling loss, the
-same result as a single process; plus the helpers of nt2c.distributed outside torchrun."""
+"""Multi-process (torchrun, Gloo on the CPU) training of the denoiser and of the GAN.
+
+Identical weights on all ranks, falling loss, the same result as a single process, resume; plus the helpers
+of nt2c.distributed outside torchrun.
+"""
 
 import json
 import os
@@ -7,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,9 +51,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def _torchrun(out, tag, kill_at=0):
-    script = out / "worker.py"
-    script.write_text(WORKER)
+def _launch(script, *args):
+    """``torchrun --standalone --nproc-per-node 2 script args...`` (Gloo on the CPU, one thread per rank)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", NT2C_PROGRESS="0")
     cmd = [
@@ -60,12 +63,14 @@ def _torchrun(out, tag, kill_at=0):
         "--nproc-per-node",
         "2",
         str(script),
-        str(out),
-        json.dumps(SETTINGS),
-        tag,
-        str(kill_at),
     ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def _torchrun(out, tag, kill_at=0):
+    script = out / "worker.py"
+    script.write_text(WORKER)
+    return _launch(script, out, json.dumps(SETTINGS), tag, kill_at)
 
 
 @pytest.fixture(scope="module")
@@ -174,4 +179,219 @@ def test_pipeline_under_torchrun_refuses_single_process_stages(tmp_path, monkeyp
         run_stage("simulate", run, profile="smoke")
     with pytest.raises(StageError, match="without torchrun"):  # its requirement is not there yet
         run_stage("train-coarse", run, profile="smoke")
+    with pytest.raises(StageError, match="extract-noise first"):  # a distributed stage, requirement missing
+        run_stage("train-gan", run, profile="smoke")
     assert not (run.path / "simulated").exists() or not any((run.path / "simulated").iterdir())
+
+
+# -- the GAN (stage train-gan through the pipeline) ------------------------------------------------------
+GAN_SETTINGS = dict(
+    width=8,
+    latent_dim=16,
+    batch_size=8,
+    iterations=6,
+    n_critic=2,
+    checkpoint_every=3,
+    lr=2e-3,
+    n_eval=8,
+    device="cpu",
+    seed=3,
+)
+
+GAN_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    from nt2c import distributed, noise_model
+    from nt2c.pipeline import run_stage
+    from nt2c.rundir import RunDir
+
+    run, overrides, kill_at = RunDir(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+    held = {}
+    train_gan = noise_model.train_gan
+
+    def spy(*args, **kwargs):  # keep what this rank trained; die after iteration kill_at when asked
+        def on_iteration(it, values):
+            if it == kill_at:
+                raise SystemExit(3)
+
+        held["gan"] = train_gan(*args, on_iteration=on_iteration, **kwargs)
+        return held["gan"]
+
+    def exact_step_errors():  # float64 gradients of a step on rows r::2 vs the whole batch in one process
+        import copy
+        from nt2c.models.gan import Critic, Generator
+
+        torch.manual_seed(0)
+        f64 = dict(dtype=torch.float64)
+        gen = Generator(patch_px=64, latent_dim=16, width=8).double()
+        critic = Critic(patch_px=64, width=8).double()
+        nets = {"ref": (copy.deepcopy(gen), copy.deepcopy(critic)), "ddp": (gen, critic)}
+        z, real, eps = torch.randn(8, 16, **f64), torch.randn(8, 1, 64, 64, **f64), torch.rand(8, **f64)
+        cross = noise_model._cross_rank_classes()
+        cross["to_cross_rank"](gen)
+        grads = {}
+        for name, (g, c) in nets.items():
+            rows = slice(distributed.rank(), None, 2) if name == "ddp" else slice(None)
+            fake = g(z[rows])
+            gp = noise_model.gradient_penalty(c, real[rows], fake.detach(), eps=eps[rows])
+            (c(fake.detach()).mean() - c(real[rows]).mean() + 10 * gp).backward()  # double backward (gp)
+            if name == "ddp":
+                cross["average_gradients"](c)
+            (-c(fake).mean()).backward(inputs=list(g.parameters()))  # through batch norm over both ranks
+            if name == "ddp":
+                cross["average_gradients"](g)
+            grads[name] = [[p.grad for p in c.parameters()], [p.grad for p in g.parameters()]]
+            grads[name].append(list(g.buffers()))
+        return {
+            part: max(
+                float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
+                for a, b in zip(grads["ddp"][i], grads["ref"][i])
+            )
+            for i, part in enumerate(("critic_grad", "generator_grad", "generator_buffers"))
+        }
+
+    distributed.init_distributed("cpu")
+    errors = exact_step_errors()
+    if not kill_at:  # one iteration, checkpointed: the generator's running statistics of the global batches
+        from nt2c.config import stage_config
+        from nt2c.io import read_mrc
+
+        patches, _ = read_mrc(run.noise / "patches.mrcs")
+        one = stage_config("train-gan", "smoke", **{**overrides, "iterations": 1})
+        train = noise_model.split_patches(len(patches), one.holdout_fraction, seed=one.seed)[0]
+        train_gan(patches[train], one, checkpoint_path=run.path / "one_iteration.pt")
+    noise_model.train_gan = spy  # train_gan_stage looks it up in the module
+    run_stage("train-gan", run, profile="smoke", **overrides)
+    r, gan = distributed.rank(), held["gan"]
+    nets = {"generator": gan.generator.state_dict(), "critic": gan.critic.state_dict()}
+    torch.save(nets, run.path / f"rank{r}.pt")
+    meta = {"world": distributed.world_size(), "curves": gan.curves, "resumed_from": gan.resumed_from}
+    (run.path / f"rank{r}.json").write_text(json.dumps({**meta, "exact_step_errors": errors}))
+    """
+)
+
+
+def _noise_patches(n=20, size=72, seed=4):
+    """Correlated (Gaussian-filtered) skewed noise patches, offset 10."""
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(np.random.default_rng(seed).normal(size=(n, size, size)), (0, 1.5, 1.5))
+    return (10.0 + np.exp(field / field.std())).astype(np.float32)
+
+
+def _gan_run(path):
+    """Make a run folder holding noise/patches.mrcs, stamped as if extract-noise had made it."""
+    from nt2c.io import write_mrc
+    from nt2c.rundir import RunDir
+
+    run = RunDir(path)
+    run.init_params()
+    write_mrc(run.noise / "patches.mrcs", _noise_patches(), pixel_size_A=1.5)
+    run.write_stamp("extract-noise", [run.noise / "patches.mrcs"], {})
+    (run.path / "worker.py").write_text(GAN_WORKER)
+    return run
+
+
+def _torchrun_gan(run, kill_at=0):
+    return _launch(run.path / "worker.py", run.path, json.dumps(GAN_SETTINGS), kill_at)
+
+
+def _nets(path):
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def gan_two_rank_run(tmp_path_factory):
+    run = _gan_run(tmp_path_factory.mktemp("gan") / "run")
+    proc = _torchrun_gan(run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run
+
+
+def test_gan_ranks_end_with_identical_weights_and_batchnorm_buffers(gan_two_rank_run):
+    from safetensors.torch import load_file
+
+    run = gan_two_rank_run
+    ranks = [_nets(run.path / f"rank{r}.pt") for r in (0, 1)]
+    for net in ("generator", "critic"):
+        assert ranks[0][net].keys() == ranks[1][net].keys()
+        for key, value in ranks[0][net].items():
+            assert torch.equal(value, ranks[1][net][key]), (net, key)
+    buffers = [k for k in ranks[1]["generator"] if k.endswith(("running_mean", "running_var"))]
+    assert len(buffers) == 10  # five batch-norm layers, recalibrated: not the initial zeros and ones
+    assert not torch.equal(
+        ranks[1]["generator"][buffers[1]], torch.ones_like(ranks[1]["generator"][buffers[1]])
+    )
+    # rank 0 wrote the model, the curves and the stamp; the saved generator is what rank 1 holds
+    saved = load_file(str(run.models / "gan.safetensors"))
+    assert saved.keys() == ranks[1]["generator"].keys()
+    for key, value in saved.items():
+        assert torch.equal(value, ranks[1]["generator"][key]), key
+    assert run.is_complete("train-gan") and (run.report / "noise_fidelity.json").is_file()
+    for r in (0, 1):
+        meta = json.loads((run.path / f"rank{r}.json").read_text())
+        assert meta["world"] == 2 and meta["resumed_from"] == 0
+        assert meta["curves"]["iteration"] == list(range(1, GAN_SETTINGS["iterations"] + 1))
+
+
+def test_gan_two_ranks_match_a_single_process_on_the_global_batch(gan_two_rank_run, tmp_path):
+    """Two processes train as one on the global batch: exactly in float64, to rounding in float32.
+
+    Each rank takes rows rank::2 of the same seeded batches; gradients are averaged and the generator's batch
+    norm uses both ranks' rows.
+    """
+    from nt2c.io import read_json
+    from nt2c.noise_model import train_gan
+
+    torch.set_num_threads(1)
+    run = gan_two_rank_run
+    train_idx = read_json(run.models / "gan.json")["split"]["train"]
+    single = train_gan(_noise_patches()[train_idx], stage_config("train-gan", "smoke", **GAN_SETTINGS))
+    meta = json.loads((run.path / "rank0.json").read_text())
+    # exact in float64: averaged critic gradients (through the gradient penalty's double backward),
+    # generator gradients and running statistics through the batch norm over both ranks' rows
+    for part, error in meta["exact_step_errors"].items():
+        assert error < 1e-10, part
+    # train_gan itself: after one iteration the generator's running statistics (n_critic + 1 forward passes
+    # at the initial weights, each over both ranks' rows) are the single-process ones
+    one = stage_config("train-gan", "smoke", **{**GAN_SETTINGS, "iterations": 1})
+    train_gan(_noise_patches()[train_idx], one, checkpoint_path=tmp_path / "one.pt")
+    ref, two = (_nets(path)["generator"] for path in (tmp_path / "one.pt", run.path / "one_iteration.pt"))
+    for key in [k for k in ref if k.endswith(("running_mean", "running_var"))]:
+        torch.testing.assert_close(two[key], ref[key], rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
+    # in float32 the critic steps of the first iteration agree; then the runs drift apart: Adam's first steps
+    # move each weight by about +-lr whatever the size of its gradient, so float32 rounding flips the sign of
+    # the update of near-zero gradient entries (measured: critic weights 4e-3 apart after two steps)
+    curves = meta["curves"]
+    for key in ("critic_loss", "wasserstein_estimate", "gradient_penalty", "grad_norm"):
+        assert curves[key][0] == pytest.approx(single.curves[key][0], rel=1e-3, abs=1e-5), key
+    for c in (curves, single.curves):  # both critics leave the initial flat state (gradient norm ~0)
+        assert c["critic_loss"][0] > 9.9 and c["critic_loss"][-1] < 8.0  # the penalty 10 (|grad| - 1)^2 falls
+        assert c["grad_norm"][-1] > 100 * c["grad_norm"][0]
+
+
+def test_killed_two_rank_gan_training_resumes_to_identical_weights(gan_two_rank_run, tmp_path):
+    run = _gan_run(tmp_path / "run")
+    killed = _torchrun_gan(run, kill_at=4)
+    assert killed.returncode != 0 and (run.checkpoints / "gan.pt").is_file()  # rank 0's of iteration 3
+    assert not run.is_complete("train-gan")
+    proc = _torchrun_gan(run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    full = _nets(gan_two_rank_run.path / "rank0.pt")
+    for r in (0, 1):
+        assert json.loads((run.path / f"rank{r}.json").read_text())["resumed_from"] == 3
+        state = _nets(run.path / f"rank{r}.pt")
+        for net in ("generator", "critic"):
+            for key, value in full[net].items():
+                assert torch.equal(value, state[net][key]), (net, key)
+
+
+def test_gan_global_batch_must_split_evenly_across_ranks(monkeypatch):
+    from nt2c.noise_model import train_gan
+
+    monkeypatch.setattr(distributed, "init_distributed", lambda device="auto": torch.device("cpu"))
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(InputError, match="multiple of the 3"):
+        train_gan(_noise_patches(), stage_config("train-gan", "smoke", **GAN_SETTINGS))
