@@ -11,9 +11,11 @@ What it measures
    training pairs): PSNR against the clean image, after the least-squares scale-and-offset fit of
    :func:`nt2c.metrics.psnr`, of the raw micrograph, the coarse model, the fine model, and optionally BM3D and
    Topaz-Denoise's pretrained ``unet`` (when ``topaz`` is installed).
-2. ``--ablation``: trains a second fine model on pairs re-weighted with the *other* coefficient method (``paper``
-   if the run used ``matched``) in a scratch copy of the run, and reports its PSNR: coarse only, fine with the
-   paper's literal fit, fine with the matched variant.
+2. ``--ablation``: trains the other re-weighting variants' fine models in sub-runs of the run
+   (:func:`nt2c.workflow.fine_variant`) and reports their PSNR: the paper's literal fit, and the matched fit
+   with GAN noise and with resampled real noise patches (whichever the run did not use itself).
+   ``--oracle``: a fine model trained on the stand-ins' true noise (``raw - clean``) instead of transferred
+   noise: the ceiling any noise source could reach with these training settings.
 3. The paper's SNR (Eq. 5) on the real micrograph ``../shared/data/real/Ucsf_stack_1142_DW.mrc`` with boxes on its
    autopicked particles, raw against the fine model (``--real-model``, e.g. from
    ``nt2c run --micrographs .../Ucsf_stack_1142_DW.mrc --params real.yaml``; default: the run's own fine model).
@@ -73,16 +75,61 @@ def _psnr_table(run: Path, models: dict[str, Path], *, bm3d: bool, topaz: bool, 
             "denoise_seconds_total": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def _ablation(run: Path, profile: str, device: str) -> dict:
-    """Fine model trained on pairs from the other coefficient method (sub-run RUN/ablation/<method>/)."""
+def _ablation(run: Path, profile: str, device: str) -> list[dict]:
+    """The fine models of the other re-weighting variants (sub-runs RUN/ablation/<method>-<source>/)."""
     from nt2c.io import read_json
     from nt2c.workflow import fine_variant
 
-    used = read_json(run / "pairs" / "summary.json")["method"]
-    other = "paper" if used == "matched" else "matched"
-    t = time.perf_counter()
-    model = fine_variant(run, other, profile=profile, device=device)
-    return {"method": other, "model": str(model), "used_method": used, "seconds": round(time.perf_counter() - t, 1)}
+    own = read_json(run / "pairs" / "summary.json")
+    used = (own["method"], own["noise_source"])
+    variants = [("paper", used[1]), ("matched", "gan"), ("matched", "patches")]
+    out = []
+    for method, source in variants:
+        if (method, source) == used:
+            continue
+        t = time.perf_counter()
+        model = fine_variant(run, method, noise_source=source, profile=profile, device=device)
+        out.append({"method": method, "noise_source": source, "model": str(model),
+                    "seconds": round(time.perf_counter() - t, 1)})
+    return out
+
+
+def _oracle(run: Path, device: str) -> Path:
+    """A fine model trained on the stand-ins' *true* noise (raw - clean): the ceiling of any noise transfer.
+
+    Pairs: random crops of the simulated clean patches plus random crops of ``exp - exp_clean`` (centred),
+    at the side and number of the run's own pairs, trained with the run's own train-fine settings in the
+    sub-run ``RUN/ablation/oracle``. Only possible on stand-ins, whose noise-free image is known.
+    """
+    from nt2c.config import stage_config
+    from nt2c.io import read_image, read_json, read_mrc, write_mrc
+    from nt2c.reweighting import crop_pairs
+    from nt2c.rundir import RunDir
+    from nt2c.training import train_fine_stage
+    from nt2c.workflow import _link_stage
+
+    src = RunDir(run)
+    sub = RunDir(run / "ablation" / "oracle")
+    sub.init_params(src.params())
+    for stage in ("simulate", "train-coarse"):
+        _link_stage(src, sub, stage)
+    own = read_json(run / "pairs" / "summary.json")
+    size, n = int(own["patch_px"]), int(own["n_pairs"])
+    noisy, _ = read_mrc(src.simulated / "pairs_noisy.mrcs")
+    clean, _ = read_mrc(src.simulated / "pairs_clean.mrcs")
+    _, clean_crops, _ = crop_pairs(noisy, clean, size, n, seed=0)
+    noise = []
+    for entry in read_json(run / "experimental" / "manifest.json")["micrographs"]:
+        noise.append(read_image(entry["micrograph"])[0] - read_image(entry["clean"])[0])
+    noise = np.stack(noise)
+    noise_crops, _, _ = crop_pairs(noise, noise, size, n, seed=1)
+    noise_crops -= noise_crops.mean(axis=(1, 2), keepdims=True)
+    pixel = src.params().pixel_size_A
+    write_mrc(sub.pairs / "pairs_noisy.mrcs", clean_crops + noise_crops, pixel_size_A=pixel, overwrite=True)
+    write_mrc(sub.pairs / "pairs_clean.mrcs", clean_crops, pixel_size_A=pixel, overwrite=True)
+    settings = {k: v for k, v in (src.read_stamp("train-fine") or {}).get("settings", {}).items() if k != "device"}
+    train_fine_stage(sub, stage_config("train-fine", "quick", **settings, device=device), sub.params())
+    return sub.models / "fine.safetensors"
 
 
 def _real_snr(model_path: Path, device: str) -> dict:
@@ -111,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--make-run", action="store_true", help="run `nt2c run` first and time it")
     parser.add_argument("--ablation", action="store_true", help="also train a fine model with the other fit")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also train a fine model on the stand-ins' true noise (the ceiling of noise transfer)")
     parser.add_argument("--bm3d", action="store_true", help="include BM3D (about 30 s per 1024^2 micrograph)")
     parser.add_argument("--topaz", action="store_true", help="include Topaz-Denoise's pretrained unet if installed")
     parser.add_argument("--real-model", default=None, help="fine model for the real micrograph's Eq. 5 SNR")
@@ -138,15 +187,21 @@ def main(argv=None) -> int:
     from nt2c.rundir import RunDir
 
     report["stage_seconds"] = stage_timings(RunDir(run))
-    models = {"coarse": run / "models" / "coarse.safetensors", "fine": run / "models" / "fine.safetensors"}
+    from nt2c.io import read_json
+
+    own = read_json(run / "pairs" / "summary.json")
+    fine_key = f"fine ({own['method']}, {own['noise_source']})"  # the run's own fine model
+    models = {"coarse": run / "models" / "coarse.safetensors", fine_key: run / "models" / "fine.safetensors"}
     if args.ablation:
-        abl = _ablation(run, args.profile, args.device)
-        report["ablation"] = abl
-        models[f"fine ({abl['method']})"] = Path(abl["model"])
-        models[f"fine ({abl['used_method']})"] = models.pop("fine")
+        report["ablation"] = _ablation(run, args.profile, args.device)
+        for variant in report["ablation"]:
+            models[f"fine ({variant['method']}, {variant['noise_source']})"] = Path(variant["model"])
+    if args.oracle:
+        t = time.perf_counter()
+        models["fine (true noise: oracle)"] = _oracle(run, args.device)
+        report["oracle_seconds"] = round(time.perf_counter() - t, 1)
     report["experimental_standins"] = _psnr_table(run, models, bm3d=args.bm3d, topaz=args.topaz, device=args.device)
     mean = report["experimental_standins"]["mean_psnr_db"]
-    fine_key = next(k for k in mean if k.startswith("fine") and "paper" not in k)
     report["fine_minus_coarse_db"] = mean[fine_key] - mean["coarse"]
     if not args.no_real:
         real_model = Path(args.real_model) if args.real_model else models[fine_key]

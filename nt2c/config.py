@@ -264,6 +264,17 @@ class ReweightConfig(_StageModel):
 
     method: Literal["paper", "matched"] = Field("matched", description="coefficient fit")
     n_pairs: int = Field(512, ge=2)
+    noise_source: Literal["gan", "patches"] = Field(
+        "patches",
+        description="noise V transferred onto the clean patches: 'patches' (random crops of the extracted noise "
+        "patches, rotated and flipped; the default, chosen by measurement) or 'gan' (the paper: samples of the "
+        "trained GAN)",
+    )
+    patch_px: int | None = Field(
+        None, ge=32, le=1024,
+        description="side of the pairs (px); None: the GAN's patch side; larger: GAN patches blended into "
+        "larger noise fields (nt2c.noise_model.blend_noise_patches)",
+    )
 
 
 class FineTrainConfig(_TrainModel):
@@ -313,8 +324,9 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "extract-noise": {"patch_size": 64},  # 30 particles of 124 px leave few empty 128 px patches in 1024 px
         "train-gan": {"patch_px": 64, "batch_size": 16, "iterations": 300, "width": 8, "lr": 1e-3,
                       "checkpoint_every": 50},
-        "reweight": {"n_pairs": 2048},  # cheap: GAN samples and random crops, 32 MB per stack at 64 px
-        "train-fine": {"patch_px": 64, "batch_size": 16, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
+        # 128 px pairs (noise patches blended): the fine model sees the context the coarse one trained on
+        "reweight": {"n_pairs": 1024, "patch_px": 128},  # 64 MB per stack
+        "train-fine": {"patch_px": 128, "batch_size": 16, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
         "denoise": {"tile": 512, "overlap": 64},
     },
     "full": {
@@ -323,7 +335,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                          "checkpoint_every": 1000},
         "extract-noise": {"patch_size": 320},
         "train-gan": {"patch_px": 128, "batch_size": 64, "iterations": 10000, "checkpoint_every": 1000},
-        "reweight": {"n_pairs": 8192},
+        "reweight": {"n_pairs": 8192, "patch_px": 128},  # crops of the 320 px patches, 512 MB per stack
         "train-fine": {"patch_px": 128, "batch_size": 32, "steps": 10000, "lr": 3e-4, "width": 48,
                        "checkpoint_every": 1000},
         "denoise": {"tile": 1024, "overlap": 96, "batch_size": 8},

@@ -54,6 +54,7 @@ from .io import atomic_path, read_mrc, validate_image, write_json, write_mrc
 __all__ = [
     "METHODS",
     "MODULATIONS",
+    "NOISE_SOURCES",
     "fit_coefficients",
     "modulation_map",
     "modulate",
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("paper", "matched")
 MODULATIONS: tuple[str, ...] = ("contrast", "none")
+NOISE_SOURCES: tuple[str, ...] = ("patches", "gan")
 _CHUNK = 512  # patches per float64 block (bounds memory for large batches)
 _FLAT_CONTRAST = 1e-5  # clean patches with std(S) / |mean(S)| at or below this count as constant
 
@@ -398,16 +400,20 @@ def read_coefficients(path) -> dict[str, np.ndarray]:
 def reweight_stage(run, settings, params) -> list[Path]:
     """Pipeline stage ``reweight``: GAN noise onto simulated clean patches -> ``RUN/pairs/``.
 
-    Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and the GAN ``RUN/models/gan.safetensors``;
-    draws ``settings.n_pairs`` noise patches (side d = the GAN's), cuts as many random aligned d x d crops of the
-    simulated pairs, and writes ``RUN/pairs/pairs_noisy.mrcs`` (Y), ``pairs_clean.mrcs`` (the targets),
-    ``coefficients.csv`` (alpha, beta, gamma per pair with the crop origins) and ``summary.json``.
+    Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and draws ``settings.n_pairs`` noise fields
+    of side d (``settings.patch_px``, by default the GAN's patch side): samples of the GAN
+    ``RUN/models/gan.safetensors`` (``noise_source="gan"``, the paper; larger sides blend GAN patches,
+    :func:`nt2c.noise_model.sample_noise_fields`) or resampled real noise patches ``RUN/noise/patches.mrcs``
+    (``noise_source="patches"``, :func:`nt2c.noise_model.resample_patches`). Cuts as many random aligned
+    d x d crops of the simulated pairs, and writes ``RUN/pairs/pairs_noisy.mrcs`` (Y), ``pairs_clean.mrcs``
+    (the targets), ``coefficients.csv`` (alpha, beta, gamma per pair with the crop origins) and
+    ``summary.json``.
 
     Parameters
     ----------
     run : RunDir
     settings : ReweightConfig
-        ``method``, ``n_pairs``, ``seed``, ``device``.
+        ``method``, ``n_pairs``, ``noise_source``, ``patch_px``, ``seed``, ``device``.
     params : ExperimentParams
         Used for the pixel size written into the MRC headers.
 
@@ -421,17 +427,24 @@ def reweight_stage(run, settings, params) -> list[Path]:
         if not path.is_file():
             raise StageError(f"{path} is missing; run `nt2c simulate --run {run.path}` first.")
     gan_path = run.models / "gan.safetensors"
-    if not gan_path.is_file():
+    patches_path = run.noise / "patches.mrcs"
+    if settings.noise_source == "gan" and not gan_path.is_file():
         raise StageError(f"{gan_path} is missing; run `nt2c train-gan --run {run.path}` first.")
+    if settings.noise_source == "patches" and not patches_path.is_file():
+        raise StageError(f"{patches_path} is missing; run `nt2c extract-noise --run {run.path}` first.")
     sim_noisy, _ = read_mrc(noisy_path)
     sim_clean, _ = read_mrc(clean_path)
     if sim_noisy.ndim == 2:
         sim_noisy, sim_clean = sim_noisy[None], sim_clean[None]
 
-    from .noise_model import sample_noise
+    from .noise_model import resample_patches, sample_noise_fields
 
-    V = np.asarray(sample_noise(gan_path, settings.n_pairs, seed=settings.seed, device=settings.device),
-                   dtype=np.float32)
+    if settings.noise_source == "gan":
+        V = sample_noise_fields(gan_path, settings.n_pairs, settings.patch_px, seed=settings.seed,
+                                device=settings.device)
+    else:
+        V = resample_patches(read_mrc(patches_path)[0], settings.n_pairs, settings.patch_px, seed=settings.seed)
+    V = np.asarray(V, dtype=np.float32)
     if V.ndim != 3 or V.shape[1] != V.shape[2] or V.shape[0] != settings.n_pairs:
         raise StageError(f"sample_noise returned shape {V.shape}, expected ({settings.n_pairs}, d, d) (a bug).")
     d = V.shape[-1]
@@ -446,6 +459,7 @@ def reweight_stage(run, settings, params) -> list[Path]:
     nsr = pairs.noise_to_signal()
     summary = {
         "method": settings.method,
+        "noise_source": settings.noise_source,
         "modulation": pairs.modulation,
         "n_pairs": int(settings.n_pairs),
         "patch_px": int(d),
@@ -455,8 +469,8 @@ def reweight_stage(run, settings, params) -> list[Path]:
         "reference_noise_to_signal": _median_nsr(X, S),
     }
     paths.append(write_json(out / "summary.json", summary))
-    log.info("reweight: %d pairs of %d px, method %s, median beta %.3g", settings.n_pairs, d, settings.method,
-             summary["median"]["beta"])
+    log.info("reweight: %d pairs of %d px, method %s, noise from %s, median beta %.3g", settings.n_pairs, d,
+             settings.method, settings.noise_source, summary["median"]["beta"])
     return paths
 
 

@@ -317,14 +317,24 @@ def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
             shutil.copy2(a, b)
 
 
-def fine_variant(run: RunDir | str | os.PathLike, method: str, *, profile: str = "quick", seed: int = 0,
-                 device: str = "auto") -> Path:
-    """The fine model trained on pairs re-weighted with ``method`` (for the ablation of notebook 06).
+def fine_variant(run: RunDir | str | os.PathLike, method: str, *, noise_source: str | None = None,
+                 profile: str = "quick", seed: int = 0, device: str = "auto") -> Path:
+    """The fine model trained on pairs re-weighted with ``method`` and ``noise_source`` (the ablation).
 
-    When ``run``'s own pairs were made with ``method`` this is ``RUN/models/fine.safetensors`` (trained if
-    needed). Otherwise a sub-run ``RUN/ablation/<method>/`` shares the run's simulation, coarse model and GAN
-    (hard links) and re-runs only ``reweight`` (with ``method``) and ``train-fine``, with the settings the run's
-    own stages used (from their stamps), so that only the coefficient fit differs.
+    When ``run``'s own pairs were made that way this is ``RUN/models/fine.safetensors`` (trained if needed).
+    Otherwise a sub-run ``RUN/ablation/<method>-<noise_source>/`` shares the run's simulation, coarse model,
+    noise patches and GAN (hard links) and re-runs only ``reweight`` and ``train-fine``, with the settings the
+    run's own stages used (from their stamps), so that only the coefficient fit or the noise source differs.
+
+    Parameters
+    ----------
+    run : RunDir or path-like
+    method : {"paper", "matched"}
+        Coefficient fit (:func:`nt2c.reweighting.fit_coefficients`).
+    noise_source : {"patches", "gan"} or None
+        Where the transferred noise comes from; None: the run's own.
+    profile, seed, device
+        As for :func:`nt2c.pipeline.run_stage`.
 
     Returns
     -------
@@ -332,30 +342,35 @@ def fine_variant(run: RunDir | str | os.PathLike, method: str, *, profile: str =
         The fine model's ``.safetensors`` file.
     """
     from .pipeline import run_stage
-    from .reweighting import METHODS
+    from .reweighting import METHODS, NOISE_SOURCES
 
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: use one of {', '.join(METHODS)}.")
+    if noise_source is not None and noise_source not in NOISE_SOURCES:
+        raise ConfigError(f"noise_source={noise_source!r}: use one of {', '.join(NOISE_SOURCES)}.")
     run = run if isinstance(run, RunDir) else RunDir(run)
     summary = run.path / "pairs" / "summary.json"
-    used = read_json(summary).get("method") if summary.is_file() else stage_config("reweight", profile).method
-    if method == used:
+    own = read_json(summary) if summary.is_file() else {}
+    default = stage_config("reweight", profile)
+    used = (own.get("method", default.method), own.get("noise_source", default.noise_source))
+    wanted = (method, noise_source or used[1])
+    if wanted == used:
         run_stage("train-fine", run, profile=profile, seed=seed, device=device)
         return run.models / "fine.safetensors"
     for stage in ("simulate", "train-coarse", "train-gan"):
         if not run.is_complete(stage):
             run_stage(stage, run, profile=profile, seed=seed, device=device)
-    sub = RunDir(run.path / "ablation" / method)
+    sub = RunDir(run.path / "ablation" / "-".join(wanted))
     sub.init_params(run.params())
-    for stage in ("simulate", "train-coarse", "train-gan"):
+    for stage in ("simulate", "train-coarse", "extract-noise", "train-gan"):
         _link_stage(run, sub, stage)
-    # the same settings as the run's own reweight and train-fine stages, except the method
+    # the same settings as the run's own reweight and train-fine stages, except the method / noise source
     same = {}
     for stage in ("reweight", "train-fine"):
         stamp = run.read_stamp(stage) or {}
         same[stage] = {k: v for k, v in (stamp.get("settings") or {}).items() if k != "device"}
         same[stage].setdefault("seed", seed)
-    same["reweight"]["method"] = method
+    same["reweight"]["method"], same["reweight"]["noise_source"] = wanted
     run_stage("reweight", sub, profile=profile, device=device, **same["reweight"])
     run_stage("train-fine", sub, profile=profile, device=device, **same["train-fine"])
     return sub.models / "fine.safetensors"

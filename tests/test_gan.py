@@ -13,10 +13,14 @@ from nt2c.fidelity import noise_fidelity, white_noise_like
 from nt2c.io import read_json, read_mrc, write_mrc
 from nt2c.models.gan import Critic, Generator
 from nt2c.noise_model import (
+    blend_noise_patches,
     gradient_penalty,
     load_generator,
+    resample_patches,
     sample_noise,
+    sample_noise_fields,
     save_generator,
+    tiles_per_axis,
     train_gan,
     train_gan_stage,
 )
@@ -175,6 +179,80 @@ def test_sampling_is_seeded_batch_independent_and_in_patch_units(tmp_path):
         sample_noise(tmp_path / "missing.safetensors", 3)
     with pytest.raises(InputError, match="at least one"):
         sample_noise(model, 0)
+
+
+def test_sample_noise_fields_blends_generated_patches(tmp_path):
+    trained = train_gan(coloured_noise(8, seed=3), stage_config("train-gan", "smoke", **TINY), device="cpu")
+    model, _ = save_generator(tmp_path / "g.safetensors", trained)
+    same = sample_noise_fields(model, 3, None, seed=2, device="cpu")
+    np.testing.assert_array_equal(same, sample_noise(model, 3, seed=2, device="cpu"))
+    big = sample_noise_fields(model, 2, 96, seed=2, device="cpu")
+    assert big.shape == (2, 96, 96) and big.dtype == np.float32 and np.isfinite(big).all()
+    with pytest.raises(InputError, match="smaller than the GAN"):
+        sample_noise_fields(model, 2, 32)
+
+
+# -- noise fields larger than the patches, and the real patches as a noise source ----------------------------
+def test_blending_keeps_variance_and_short_range_correlation_without_seams():
+    d, size = 32, 80
+    k = tiles_per_axis(size, d) ** 2
+    assert k == 36  # ceil(80 / 16) + 1 = 6 patches per axis
+    rng = np.random.default_rng(0)
+    white = rng.normal(2.0, 3.0, size=(400 * k, d, d)).astype(np.float32)
+    fields = blend_noise_patches(white, size)
+    assert fields.shape == (400, size, size)
+    assert fields.mean() == pytest.approx(2.0, abs=0.01)
+    # the squared weights sum to one at every pixel: the per-pixel variance is flat (no seams, no dark grid)
+    pixel_var = fields.var(axis=0)
+    assert pixel_var.mean() == pytest.approx(9.0, rel=0.01)
+    for profile in (pixel_var.mean(axis=0), pixel_var.mean(axis=1)):  # across and along the tile seams
+        np.testing.assert_allclose(profile, 9.0, rtol=0.05)
+    # coloured noise keeps its autocorrelation at short lags (wrap-filtered: stationary within each patch)
+    coloured = gaussian_filter(rng.normal(size=(60 * k, d, d)), (0, 1.5, 1.5), mode="wrap").astype(np.float32)
+    blended = blend_noise_patches(coloured, size)
+
+    def acf(a, lag):
+        a = a - a.mean()
+        return float(np.mean(a[:, :, :-lag] * a[:, :, lag:]) / np.mean(a * a))
+
+    for lag in (1, 2, 4):
+        assert acf(blended, lag) == pytest.approx(acf(coloured, lag), abs=0.02)
+    assert blended.std() == pytest.approx(coloured.std(), rel=0.03)
+
+
+def test_blending_rejects_bad_input():
+    with pytest.raises(InputError, match="even"):
+        blend_noise_patches(np.zeros((36, 31, 31), np.float32), 64)
+    with pytest.raises(InputError, match="smaller"):
+        blend_noise_patches(np.zeros((1, 32, 32), np.float32), 16)
+    with pytest.raises(InputError, match="whole fields"):
+        blend_noise_patches(np.zeros((35, 32, 32), np.float32), 80)
+
+
+def test_resample_patches_draws_rotated_crops_of_the_real_patches():
+    rng = np.random.default_rng(1)
+    patches = rng.normal(size=(5, 40, 40)).astype(np.float32)
+    crops = resample_patches(patches, 50, 24, seed=3)
+    assert crops.shape == (50, 24, 24) and crops.dtype == np.float32
+    np.testing.assert_array_equal(crops, resample_patches(patches, 50, 24, seed=3))  # seeded
+
+    def found(crop):  # the crop is a rotated/flipped window of one of the patches
+        for p in patches:
+            for turn in range(4):
+                for flip in (False, True):
+                    c = np.rot90(crop, -turn) if not flip else np.rot90(crop[:, ::-1], -turn)
+                    hits = np.argwhere(np.isclose(p, c[0, 0]))
+                    for r, q in hits:
+                        if r + 24 <= 40 and q + 24 <= 40 and np.array_equal(p[r : r + 24, q : q + 24], c):
+                            return True
+        return False
+
+    assert all(found(c) for c in crops[:10])
+    assert resample_patches(patches, 4).shape == (4, 40, 40)  # default: the patches' side
+    big = resample_patches(patches, 3, 64, seed=0)  # larger than the patches: blended crops
+    assert big.shape == (3, 64, 64) and np.isfinite(big).all()
+    with pytest.raises(InputError, match="extract-noise"):
+        resample_patches(np.zeros((0, 8, 8), np.float32), 3)
 
 
 def test_spatial_latent_generator_trains_saves_and_samples(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -148,21 +146,25 @@ def test_bad_inputs_raise_clear_errors():
         modulation_map(a, a, mode="gamma")
 
 
-@pytest.fixture()
-def fake_gan(monkeypatch):
-    """A stand-in for nt2c.noise_model.sample_noise: correlated noise patches, seeded (GAN training is tested
-    in test_noise_model.py; here only the stage's contract matters)."""
+def _correlated_noise(n, d=32, seed=0):
     from scipy import ndimage
 
-    def sample_noise(model_path, n, *, seed=0, device="auto", d=32):
-        rng = np.random.default_rng(seed)
-        white = rng.normal(size=(n, d, d))
-        return (3.0 + 0.5 * ndimage.gaussian_filter(white, (0, 1, 1))).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    white = rng.normal(size=(n, d, d))
+    return (3.0 + 0.5 * ndimage.gaussian_filter(white, (0, 1, 1))).astype(np.float32)
 
-    module = types.ModuleType("nt2c.noise_model")
-    module.sample_noise = sample_noise
-    monkeypatch.setitem(sys.modules, "nt2c.noise_model", module)
-    return sample_noise
+
+@pytest.fixture()
+def fake_gan(monkeypatch):
+    """A stand-in for the GAN sampler: correlated noise patches, seeded (GAN training is tested in
+    test_gan.py; here only the stage's contract matters)."""
+    import nt2c.noise_model
+
+    def sample_noise_fields(model_path, n, size=None, *, seed=0, device="auto"):
+        return _correlated_noise(n, 32 if size is None else size, seed)
+
+    monkeypatch.setattr(nt2c.noise_model, "sample_noise_fields", sample_noise_fields)
+    return sample_noise_fields
 
 
 def _simulated_pairs(run, n=6, p=48):
@@ -175,27 +177,31 @@ def _simulated_pairs(run, n=6, p=48):
     write_mrc(run.simulated / "pairs_noisy.mrcs", noisy)
     write_mrc(run.simulated / "pairs_clean.mrcs", clean.astype(np.float32))
     (run.models / "gan.safetensors").write_bytes(b"stand-in")
+    write_mrc(run.noise / "patches.mrcs", _correlated_noise(10, 40, seed=1))
 
 
-def test_reweight_stage_writes_the_pinned_artefacts(run_dir, fake_gan):
+@pytest.mark.parametrize(("source", "patch_px", "side"), [("gan", None, 32), ("patches", None, 40),
+                                                         ("patches", 32, 32), ("gan", 48, 48)])
+def test_reweight_stage_writes_the_pinned_artefacts(run_dir, fake_gan, source, patch_px, side):
     from nt2c.config import stage_config
     from nt2c.io import read_json, read_mrc
 
     with pytest.raises(StageError, match="nt2c simulate"):
         reweight_stage(run_dir, stage_config("reweight", "smoke"), run_dir.params())
     _simulated_pairs(run_dir)
-    settings = stage_config("reweight", "smoke", n_pairs=20)
+    settings = stage_config("reweight", "smoke", n_pairs=20, noise_source=source, patch_px=patch_px)
     outputs = reweight_stage(run_dir, settings, run_dir.params())
     names = {p.name for p in outputs}
     assert {"pairs_noisy.mrcs", "pairs_clean.mrcs", "coefficients.csv"} <= names
     noisy, pixel = read_mrc(run_dir.pairs / "pairs_noisy.mrcs")
     clean, _ = read_mrc(run_dir.pairs / "pairs_clean.mrcs")
-    assert noisy.shape == clean.shape == (20, 32, 32)  # cropped to the GAN's patch size
+    # the side of the GAN's samples (32) or of the real patches (40), unless patch_px asks for another
+    assert noisy.shape == clean.shape == (20, side, side)
     assert pixel == pytest.approx(run_dir.params().pixel_size_A)
     coef = read_coefficients(run_dir.path)
     assert len(coef["alpha"]) == 20 and np.all(coef["beta"] > 0)
     summary = read_json(run_dir.pairs / "summary.json")
-    assert summary["method"] == "matched"
+    assert summary["method"] == "matched" and summary["noise_source"] == source
     # the synthesized pairs are as noisy as the simulated ones (Poisson at ~40 counts)
     assert summary["median_noise_to_signal"] == pytest.approx(summary["reference_noise_to_signal"], rel=0.1)
 

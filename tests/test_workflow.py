@@ -160,3 +160,20 @@ def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run)
     paths = simulate_experimental(run, run.params(), profile="smoke", device="cpu")
     assert [str(p) for p in paths] == [e["micrograph"] for e in experimental_entries(run)]
     assert (smoke_run / "experimental" / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_fine_variant_trains_the_ablation_in_a_sub_run(smoke_run):
+    from nt2c.errors import ConfigError
+    from nt2c.io import read_json
+    from nt2c.workflow import fine_variant
+
+    own = read_json(smoke_run / "pairs" / "summary.json")
+    assert own["noise_source"] == "patches" and own["method"] == "matched"  # the defaults
+    assert fine_variant(smoke_run, "matched", profile="smoke", device="cpu") == smoke_run / "models" / "fine.safetensors"
+    path = fine_variant(smoke_run, "matched", noise_source="gan", profile="smoke", device="cpu")
+    assert path == smoke_run / "ablation" / "matched-gan" / "models" / "fine.safetensors" and path.is_file()
+    sub = read_json(smoke_run / "ablation" / "matched-gan" / "pairs" / "summary.json")
+    assert sub["noise_source"] == "gan" and sub["method"] == "matched"
+    assert sub["n_pairs"] == own["n_pairs"] and sub["patch_px"] == own["patch_px"]  # only the source differs
+    with pytest.raises(ConfigError, match="noise_source"):
+        fine_variant(smoke_run, "matched", noise_source="white", profile="smoke")
