@@ -145,10 +145,15 @@ def _real_snr(model_path: Path, device: str) -> dict:
     table = read_star(star)
     coords = np.stack([table["rlnCoordinateX"], table["rlnCoordinateY"]], 1)
     regions = eq5_regions(raw.shape, coords, box_px=48, max_pairs=200)
-    out = denoise_micrograph(load_model(model_path), raw, device=device)
-    snr_raw, snr_fine = regions.snr(raw), regions.snr(out)
-    return {"micrograph": str(mic), "model": str(model_path), "pairs": len(regions), "box_px": 48,
-            "snr_raw_db": snr_raw, "snr_fine_db": snr_fine, "improvement_db": snr_fine - snr_raw}
+    snr_raw = regions.snr(raw)
+    result = {"micrograph": str(mic), "model": str(model_path), "pairs": len(regions), "box_px": 48,
+              "snr_raw_db": snr_raw}
+    # the fine model and the coarse model of the same run (its sibling coarse.safetensors)
+    for name, path in (("fine", model_path), ("coarse", model_path.with_name("coarse.safetensors"))):
+        if path.is_file():
+            snr = regions.snr(denoise_micrograph(load_model(path), raw, device=device))
+            result[f"snr_{name}_db"], result[f"improvement_{name}_db"] = snr, snr - snr_raw
+    return result
 
 
 def main(argv=None) -> int:

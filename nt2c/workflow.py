@@ -532,8 +532,9 @@ def _markdown(summary: dict) -> str:
             lines += ["```json", json.dumps(fidelity, indent=2), "```", ""]
     if summary.get("pairs"):
         p = summary["pairs"]
-        lines += ["## Re-weighted pairs", "", f"method `{p['method']}`, {p['n_pairs']} pairs of {p['patch_px']} px; "
-                  f"median alpha {p['median']['alpha']:.3g}, beta {p['median']['beta']:.3g}, "
+        lines += ["## Re-weighted pairs", "",
+                  f"method `{p['method']}`, noise from `{p.get('noise_source', 'gan')}`, {p['n_pairs']} pairs of "
+                  f"{p['patch_px']} px; median alpha {p['median']['alpha']:.3g}, beta {p['median']['beta']:.3g}, "
                   f"gamma {p['median']['gamma']:.3g}.", ""]
     lines += ["## Micrographs", ""]
     for row in summary["micrographs"]:

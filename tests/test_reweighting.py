@@ -217,6 +217,13 @@ def test_reweight_command_runs_through_the_pipeline(run_dir, fake_gan, capsys):
     coef = read_coefficients(run_dir.pairs / "coefficients.csv")
     assert len(coef["beta"]) == 16  # the smoke profile's n_pairs
     assert abs(np.median(coef["beta"])) < np.median(read_coefficients(run_dir.path)["alpha"])  # paper: beta ~ 0
+    # the noise source and the side of the pairs from the command line (GAN samples blended to 48 px)
+    assert main(["reweight", "--run", str(run_dir.path), "--profile", "smoke", "--noise-source", "gan",
+                 "--patch-px", "48", "--force"]) == 0
+    from nt2c.io import read_json, read_mrc
+
+    assert read_json(run_dir.pairs / "summary.json")["noise_source"] == "gan"
+    assert read_mrc(run_dir.pairs / "pairs_noisy.mrcs")[0].shape == (16, 48, 48)
 
 
 def test_plots_run():

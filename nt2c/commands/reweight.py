@@ -1,4 +1,4 @@
-"""``nt2c reweight``: GAN noise onto simulated clean patches (contrast-guided re-weighting, paper section 2.2.3)."""
+"""``nt2c reweight``: real noise onto simulated clean patches (contrast-guided re-weighting, paper section 2.2.3)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 
 from ._common import add_stage_args, run_stage_from_args
 
-HELP = "build the fine denoiser's training pairs: GAN noise re-weighted onto simulated clean patches"
+HELP = "build the fine denoiser's training pairs: real noise re-weighted onto simulated clean patches"
 DESCRIPTION = (
-    "Read RUN/simulated/pairs_clean.mrcs and pairs_noisy.mrcs and the GAN RUN/models/gan.safetensors, fit "
-    "(alpha, beta, gamma) per patch (Eq. 4; --method paper is the literal least squares, matched the default "
-    "variance-matched variant) and write RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs and coefficients.csv."
+    "Read RUN/simulated/pairs_clean.mrcs and pairs_noisy.mrcs and the noise (resampled RUN/noise/patches.mrcs by "
+    "default, or samples of the GAN RUN/models/gan.safetensors with --noise-source gan), fit (alpha, beta, gamma) "
+    "per patch (Eq. 4; --method paper is the literal least squares, matched the default variance-matched variant) "
+    "and write RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs, coefficients.csv and summary.json."
 )
 
 
@@ -18,9 +19,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_stage_args(parser)
     parser.add_argument("--method", choices=("paper", "matched"), default=None,
                         help="coefficient fit (default: matched; paper = Eq. 4 literally, beta ~ 0)")
+    parser.add_argument("--noise-source", choices=("patches", "gan"), default=None,
+                        help="noise transferred: resampled real patches (default) or GAN samples (the paper)")
+    parser.add_argument("--patch-px", type=int, default=None, metavar="PX",
+                        help="side of the pairs in px (default: the profile's; larger than the noise patches "
+                        "blends several of them)")
     parser.add_argument("--n-pairs", type=int, default=None, metavar="N",
                         help="number of pairs to synthesize (default: the profile's)")
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_stage_from_args("reweight", args, method=args.method, n_pairs=args.n_pairs)
+    return run_stage_from_args("reweight", args, method=args.method, noise_source=args.noise_source,
+                               patch_px=args.patch_px, n_pairs=args.n_pairs)
