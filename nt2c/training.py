@@ -27,8 +27,9 @@ Gloo on the CPU)::
 ``batch_size`` is then the *global* batch: every rank draws the same seeded batch of step ``step`` and trains
 on its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), and DDP averages the gradients,
 so a step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints,
-weights and curves (the others wait at a barrier); every rank resumes from the same checkpoint. The earlier
-stages (simulate, ..., reweight) must be complete before a ``torchrun`` launch (run them without torchrun).
+weights and curves (the others wait at a barrier); every rank resumes from the same checkpoint. The stages a
+training needs must be complete before a ``torchrun`` launch (run them without torchrun); the GAN
+(``train-gan``) also trains under torchrun, with the same conventions (see :mod:`nt2c.noise_model`).
 Spell the run folder ``--run-dir`` there: torchrun's own parser takes ``--run`` for its ``--run-path``.
 """
 
