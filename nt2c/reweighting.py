@@ -2,8 +2,8 @@
 
 The fine denoiser is trained on pairs whose noise is the *user's* noise: noise patches ``V`` (GAN samples in the
 paper, resampled real noise patches by default here, see below) are transferred onto simulated clean patches
-``S``, using the simulated noisy patch ``X`` of the same place as the reference for contrast. Per patch, three scalars (alpha, beta, gamma) weight signal, noise and offset, and the
-synthesized noisy patch is
+``S``, using the simulated noisy patch ``X`` of the same place as the reference for contrast. Per patch, three
+scalars (alpha, beta, gamma) weight signal, noise and offset, and the synthesized noisy patch is
 
 .. math::  Y = \\mathcal{F}(\\alpha S + \\beta V + \\gamma).
 
