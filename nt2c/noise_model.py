@@ -900,7 +900,7 @@ def resample_patches(patches, n: int, size: int | None = None, *, seed: int = 0)
         raise InputError(f"n = {n}: ask for at least one noise field.")
     side = min(h, w)
     size = side if size is None else int(size)
-    d = min(size, side - side % 2) if size > side else size
+    d = side - side % 2 if size > side else size  # larger fields blend crops of the whole (even) side
     k = 1 if size == d else tiles_per_axis(size, d) ** 2
     rng = np.random.default_rng(seed)
     count = int(n) * k
