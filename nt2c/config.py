@@ -287,6 +287,9 @@ class DenoiseConfig(_StageModel):
     tile: int = Field(512, ge=64, le=8192, description="tile side (px)")
     overlap: int = Field(64, ge=0, le=2048, description="overlap between tiles (px)")
     batch_size: int = Field(4, ge=1, le=256)
+    normalization: Literal["tiles", "global"] = Field(
+        "tiles", description="z-score by the median statistics of 128 px tiles, or of the whole micrograph"
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self):

@@ -7,9 +7,15 @@ the model was trained). :func:`load_model` rebuilds the network from the sidecar
 Normalisation convention (shared with :mod:`nt2c.training`): the network sees ``(x - mean) / std`` of its
 noisy input and predicts the clean image mapped by the *same* affine transform, so its prediction is mapped
 back with ``y * std + mean`` and comes out in the units of the input (counts per pixel for raw micrographs).
-Training uses each noisy patch's statistics, inference those of the whole micrograph.
+Training uses each noisy patch's statistics. Inference uses the *typical patch* of the micrograph
+(:func:`normalization_stats`): the medians, over non-overlapping 128 px tiles, of the tile means and standard
+deviations. The standard deviation of a whole micrograph is a poor stand-in for that of its patches wherever it
+holds something large and dark (ice contamination, carbon edge, a thickness gradient): on the real EMPIAR-10025
+micrograph of ``../shared/data`` a contaminant makes it 4.6x the typical tile's, so its noise reached the
+network at a fifth of the level it was trained on (the Eq. 5 SNR gain of a coarse model went from +2.5 dB with
+the global statistics to +12 dB with the tile medians; ``normalization="global"`` keeps the old behaviour).
 
-:func:`denoise_micrograph` cuts the (globally normalised) micrograph into overlapping tiles aligned to the
+:func:`denoise_micrograph` cuts the normalised micrograph into overlapping tiles aligned to the
 U-Net's pooling grid, runs them in memory-capped batches and blends them with weights that are zero in the
 outer quarter of each overlap and ramp linearly across its middle half, so tile borders leave no seam. When a
 quarter of the overlap exceeds the network's receptive radius, the result equals one pass over the whole image
@@ -37,14 +43,17 @@ __all__ = [
     "tile_starts",
     "blend_weights",
     "estimate_tile_memory_MB",
+    "normalization_stats",
 ]
+
+NORMALIZATION_TILE_PX = 128  # the training crop side of the default profiles
 
 log = logging.getLogger(__name__)
 
 NORMALIZATION = {
     "input": "zscore",
-    "statistics": "mean and standard deviation of the noisy input "
-    "(per patch in training, per micrograph at inference)",
+    "statistics": "mean and standard deviation of the noisy input (per patch in training; at inference "
+    "the medians of the means and standard deviations of 128 px tiles of the micrograph)",
     "target": "the clean image mapped by the same affine transform as its noisy input",
     "output": "prediction * std + mean, in the units of the input",
 }
@@ -209,10 +218,46 @@ def estimate_tile_memory_MB(model, tile_y: int, tile_x: int, batch_size: int) ->
     return 1.5 * 4.0 * floats_per_px * tile_y * tile_x * batch_size / 2**20
 
 
+def normalization_stats(image, *, mode: str = "tiles", tile_px: int = NORMALIZATION_TILE_PX) -> tuple[float, float]:
+    """The (mean, std) by which :func:`denoise_micrograph` normalises a micrograph.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (ny, nx)
+        The micrograph, any real units.
+    mode : {"tiles", "global"}
+        ``"tiles"``: the medians over the non-overlapping ``tile_px`` tiles of the tile means and standard
+        deviations -- the statistics of a typical training-sized patch, robust to contamination, carbon or
+        gradients that inflate the global standard deviation. ``"global"``: mean and std of the whole image.
+        Images smaller than one tile use the global statistics.
+    tile_px : int
+        Tile side (px).
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, std)`` in the units of ``image``; ``std`` is 0 only for a constant image.
+    """
+    if mode not in ("tiles", "global"):
+        raise InputError(f"normalization={mode!r} is not known; use 'tiles' (default) or 'global'.")
+    arr = np.asarray(image)
+    ny, nx = arr.shape
+    my, mx = ny // tile_px, nx // tile_px
+    if mode == "global" or my == 0 or mx == 0:
+        return float(arr.mean(dtype=np.float64)), float(arr.std(dtype=np.float64))
+    tiles = arr[: my * tile_px, : mx * tile_px].reshape(my, tile_px, mx, tile_px).astype(np.float64)
+    mean = float(np.median(tiles.mean(axis=(1, 3))))
+    std = float(np.median(tiles.std(axis=(1, 3))))
+    if not std > 0:  # mostly constant tiles (padding): fall back on the whole image
+        return float(arr.mean(dtype=np.float64)), float(arr.std(dtype=np.float64))
+    return mean, std
+
+
 def denoise_micrograph(
     model,
     image,
     *,
+    normalization: str = "tiles",
     device: str = "auto",
     tile: int = 512,
     overlap: int = 64,
@@ -228,6 +273,8 @@ def denoise_micrograph(
         A network (moved to ``device`` in place and set to eval mode) or a model file for :func:`load_model`.
     image : array_like, shape (ny, nx)
         The noisy micrograph (any real units; finite values).
+    normalization : {"tiles", "global"}
+        How the input is z-scored before the network (see :func:`normalization_stats`).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
     tile : int
@@ -257,6 +304,8 @@ def denoise_micrograph(
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     arr = validate_image(image, name="image", ndim=2)
+    if normalization not in ("tiles", "global"):
+        raise InputError(f"normalization={normalization!r} is not known; use 'tiles' (default) or 'global'.")
     if tile < 32 or batch_size < 1 or overlap < 0 or 2 * overlap >= tile:
         raise InputError(
             f"tile={tile}, overlap={overlap}, batch_size={batch_size}: need tile >= 32, "
@@ -271,8 +320,7 @@ def denoise_micrograph(
     multiple = int(getattr(model, "multiple", 32))
 
     ny, nx = arr.shape
-    mean = float(arr.mean(dtype=np.float64))
-    std = float(arr.std(dtype=np.float64))
+    mean, std = normalization_stats(arr, mode=normalization)
     if not std > 0:
         return np.full_like(arr, mean, dtype=np.float32)
     norm = torch.from_numpy(((arr - mean) / std).astype(np.float32))

@@ -1,9 +1,10 @@
 """Supervised training of the U-Net denoiser on (noisy, clean) pairs: the coarse and the fine stage.
 
 Loss and data (paper Eq. 1 with p = 2): the mean squared error between the network's output on a noisy patch
-and its clean counterpart. Every training crop is normalised exactly as :func:`nt2c.denoise_micrograph`
-normalises a micrograph: ``(x - mean(x)) / std(x)`` with the *noisy* crop's statistics, and the clean crop is
-mapped by the same affine transform, so the network learns the clean image in its input's units. Augmentation
+and its clean counterpart. Every training crop is z-scored, ``(x - mean(x)) / std(x)``, with the *noisy*
+crop's statistics, and the clean crop is mapped by the same affine transform, so the network learns the clean
+image in its input's units; :func:`nt2c.denoise_micrograph` z-scores a micrograph by the statistics of its
+typical training-sized tile (:func:`nt2c.inference.normalization_stats`) to match. Augmentation
 applies one of the eight flips/90-degree rotations to both images of a pair alike; noisy and clean are never
 swapped (a bug of the public reference code, where the target then is a noisy image half of the time).
 

@@ -285,7 +285,8 @@ def _denoise_all(micrographs: list[Path], model_path: Path, out_dir: Path, setti
             model = load_model(model_path)
         start = time.perf_counter()
         result = denoise_micrograph(model, image, device=settings.device, tile=settings.tile,
-                                    overlap=settings.overlap, batch_size=settings.batch_size)
+                                    overlap=settings.overlap, batch_size=settings.batch_size,
+                                    normalization=settings.normalization)
         write_mrc(target, np.asarray(result, dtype=np.float32), pixel_size_A=pixel_size, overwrite=True)
         echo(f"denoised ({label}) {mic} -> {target} in {time.perf_counter() - start:.1f} s")
         outputs.append(target)

@@ -55,6 +55,22 @@ def test_denoise_writes_mrc_with_voxel_size_and_png(tmp_path, model_path, microg
     assert "1 denoised" in capsys.readouterr().out
 
 
+def test_normalization_flag_reaches_the_network(tmp_path, model_path):
+    from nt2c.inference import denoise_micrograph, load_model
+
+    rng = np.random.default_rng(1)
+    image = rng.normal(10, 2, (256, 256)).astype(np.float32)
+    image[:100, :100] -= 40  # a dark contaminant: the global std is far above a typical tile's
+    src = write_mrc(tmp_path / "c.mrc", image, pixel_size_A=1.0)
+    model = load_model(model_path)
+    for mode in ("tiles", "global"):
+        out = tmp_path / mode
+        assert main(["denoise", "--model", str(model_path), "-o", str(out), "--normalization", mode, str(src)]) == 0
+        expected = denoise_micrograph(model, image, normalization=mode, show_progress=False)
+        np.testing.assert_allclose(read_mrc(out / "c.mrc")[0], expected, atol=1e-4)
+    assert not np.allclose(read_mrc(tmp_path / "tiles" / "c.mrc")[0], read_mrc(tmp_path / "global" / "c.mrc")[0])
+
+
 def test_unreadable_files_are_reported_and_others_done(tmp_path, model_path, micrographs, capsys):
     broken = tmp_path / "mics" / "broken.mrc"
     broken.write_bytes(b"not an mrc file at all")

@@ -12,6 +12,7 @@ from nt2c.inference import (
     denoise_micrograph,
     estimate_tile_memory_MB,
     load_model,
+    normalization_stats,
     save_model,
     tile_starts,
 )
@@ -31,7 +32,7 @@ def image():
 
 
 def _one_pass(net, image):
-    mean, std = image.mean(dtype=np.float64), image.std(dtype=np.float64)
+    mean, std = normalization_stats(image)
     x = torch.from_numpy(((image - mean) / std).astype(np.float32))[None, None]
     with torch.no_grad():
         return (net(x)[0, 0].numpy() * std + mean).astype(np.float32)
@@ -86,6 +87,35 @@ def test_memory_cap_shrinks_batches_not_results(small_net, image):
         small_net, image, tile=128, overlap=32, batch_size=8, max_memory_MB=tight, show_progress=False
     )
     np.testing.assert_allclose(capped, ref, atol=1e-4)
+
+
+def test_normalization_ignores_a_contaminant_that_inflates_the_global_std(small_net):
+    rng = np.random.default_rng(3)
+    image = 500.0 + 2.0 * rng.normal(size=(512, 640))
+    yy, xx = np.mgrid[:512, :640]
+    image[(yy - 100) ** 2 + (xx - 500) ** 2 < 120**2] -= 60.0  # a large dark ice blob
+    mean, std = normalization_stats(image)
+    assert std == pytest.approx(2.0, rel=0.05) and mean == pytest.approx(500.0, abs=0.1)
+    g_mean, g_std = normalization_stats(image, mode="global")
+    assert g_std > 8 * std and g_mean == pytest.approx(image.mean())
+    # smaller than one tile: the whole image's statistics
+    assert normalization_stats(image[:100, :100]) == pytest.approx(normalization_stats(image[:100, :100], mode="global"))
+    # the network sees the noise at the level it was trained on (std 1 in a typical tile), not at a tenth of it
+    for mode, level in (("tiles", 1.0), ("global", std / g_std)):
+        tile_stds = []
+        hook = small_net.register_forward_pre_hook(
+            lambda m, args: tile_stds.extend(args[0].flatten(1).std(1).tolist())
+        )
+        try:
+            denoise_micrograph(small_net, image, normalization=mode, tile=128, overlap=0, show_progress=False)
+        finally:
+            hook.remove()
+        assert np.median(tile_stds) == pytest.approx(level, rel=0.05)
+    global_out = denoise_micrograph(small_net, image, normalization="global", show_progress=False)
+    tiles_out = denoise_micrograph(small_net, image, show_progress=False)
+    assert not np.allclose(global_out, tiles_out)
+    with pytest.raises(InputError, match="normalization"):
+        denoise_micrograph(small_net, image, normalization="robust", show_progress=False)
 
 
 def test_constant_image_stays_constant(small_net):

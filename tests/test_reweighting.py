@@ -64,17 +64,46 @@ def test_paper_beta_vanishes_for_independent_noise_but_matched_beta_carries_the_
     np.testing.assert_allclose(np.median(matched[:, 0]), 1.0, atol=0.01)  # X regressed on noise-free S
 
 
-def test_matched_fit_matches_residual_power_exactly():
+def test_matched_fit_pools_alpha_and_matches_residual_power_exactly():
     rng = np.random.default_rng(4)
     S, V = rng.normal(size=(2, 10, 20, 20))
+    S[3] *= 0.01  # a patch almost without signal: its own regression slope is mostly noise
     X = 2.5 * S + 1.0 + 0.8 * rng.normal(size=S.shape)
     coef = fit_coefficients(S, V, X, method="matched")
+    # one slope for the batch: the regression of X on S with one offset per patch
+    s = S - S.mean(axis=(1, 2), keepdims=True)
+    x = X - X.mean(axis=(1, 2), keepdims=True)
+    pooled = np.sum(s * x) / np.sum(s * s)
+    np.testing.assert_allclose(coef[:, 0], pooled, rtol=1e-12)
+    assert pooled == pytest.approx(2.5, rel=0.02)
     for (a, b, g), s, v, x in zip(coef, S, V, X):
-        slope, intercept = np.polyfit(s.ravel(), x.ravel(), 1)
-        assert a == pytest.approx(slope, rel=1e-9)
         residual = x - a * s
         assert np.var(b * v) == pytest.approx(np.var(residual), rel=1e-9)
         assert np.mean(a * s + b * v + g) == pytest.approx(np.mean(x), abs=1e-9)  # Y keeps X's mean
+
+
+def test_matched_fit_does_not_depend_on_the_internal_chunking(monkeypatch):
+    import nt2c.reweighting as rw
+
+    rng = np.random.default_rng(9)
+    S, V = rng.normal(size=(2, 11, 16, 16))
+    X = 1.7 * S + rng.normal(size=S.shape)
+    whole = fit_coefficients(S, V, X, method="matched")
+    monkeypatch.setattr(rw, "_CHUNK", 3)
+    np.testing.assert_allclose(fit_coefficients(S, V, X, method="matched"), whole, rtol=1e-12)
+
+
+def test_matched_alpha_never_flips_a_weak_patch_where_per_patch_regression_would():
+    rng = np.random.default_rng(8)
+    n, d = 200, 32
+    S = 100 + rng.normal(size=(n, d, d)) * np.where(np.arange(n) % 2, 5.0, 0.05)[:, None, None]
+    X = S + 20 * rng.normal(size=(n, d, d))
+    s = S - S.mean(axis=(1, 2), keepdims=True)
+    x = X - X.mean(axis=(1, 2), keepdims=True)
+    per_patch = np.sum(s * x, axis=(1, 2)) / np.sum(s * s, axis=(1, 2))
+    assert np.mean(per_patch < 0) > 0.2  # the weak patches: slopes of either sign, mostly noise
+    alpha = fit_coefficients(S, rng.normal(size=S.shape), X, method="matched")[:, 0]
+    np.testing.assert_allclose(alpha, 1.0, atol=0.02)
 
 
 def test_modulation_contrast_imposes_reference_mean_and_std_and_is_increasing():

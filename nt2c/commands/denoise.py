@@ -47,6 +47,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default 4)")
     parser.add_argument(
+        "--normalization",
+        choices=("tiles", "global"),
+        default=None,
+        help="z-score each micrograph by the median mean/std of its 128 px tiles (default; robust to ice "
+        "contamination and carbon) or by the whole image's",
+    )
+    parser.add_argument(
         "--max-memory-MB",
         type=float,
         default=1024.0,
@@ -132,6 +139,7 @@ def denoise_files(
     overlap: int = 64,
     batch_size: int = 4,
     max_memory_MB: float = 1024.0,
+    normalization: str = "tiles",
     pixel_size_A: float | None = None,
     png: bool = False,
     force: bool = False,
@@ -154,7 +162,7 @@ def denoise_files(
         Input micrographs (MRC/TIFF), consumed lazily.
     out_dir : pathlib.Path
         Existing output folder; ``OUT/<stem>.mrc`` (and ``.png`` with ``png``) per input.
-    device, tile, overlap, batch_size, max_memory_MB
+    device, tile, overlap, batch_size, max_memory_MB, normalization
         As for :func:`nt2c.denoise_micrograph` (tile and overlap in px, memory cap in MB).
     pixel_size_A : float, optional
         Voxel size (Angstrom) written when an input has none.
@@ -211,6 +219,7 @@ def denoise_files(
                     overlap=overlap,
                     batch_size=batch_size,
                     max_memory_MB=max_memory_MB,
+                    normalization=normalization,
                 )
                 del image
                 write_mrc(dst, result, pixel_size_A=pixel_size or pixel_size_A, overwrite=True)
@@ -240,6 +249,7 @@ def main(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         batch_size=args.batch_size,
+        normalization=args.normalization,
         device=args.device,
     )
     if args.max_memory_MB <= 0:
@@ -282,6 +292,7 @@ def main(args: argparse.Namespace) -> int:
         overlap=settings.overlap,
         batch_size=settings.batch_size,
         max_memory_MB=args.max_memory_MB,
+        normalization=settings.normalization,
         pixel_size_A=args.pixel_size_A,
         png=args.png,
         force=args.force,
