@@ -5,6 +5,9 @@ Usage (after a finished run; the first form also makes it)::
     python benchmarks/bench_fine.py --make-run --run /tmp/quickrun --profile quick   # times `nt2c run` too
     python benchmarks/bench_fine.py --run /tmp/quickrun [--ablation] [--bm3d] [--topaz] [--real-model M]
 
+With ``--make-run``, ``--params P.yaml`` and ``--set STAGE.KEY=VALUE`` go to ``nt2c run``: e.g. coarse training
+pairs from idealised physics (``benchmarks/nominal_physics.yaml``), so that the stand-ins' noise differs more.
+
 What it measures
 ----------------
 1. On the run's "experimental" stand-ins (``RUN/experimental/``, simulated with noise that differs from the coarse
@@ -15,7 +18,9 @@ What it measures
    (:func:`nt2c.workflow.fine_variant`) and reports their PSNR: the paper's literal fit, and the matched fit
    with GAN noise and with resampled real noise patches (whichever the run did not use itself).
    ``--oracle``: a fine model trained on the stand-ins' true noise (``raw - clean``) instead of transferred
-   noise: the ceiling any noise source could reach with these training settings.
+   noise: the ceiling any noise source could reach with these training settings. ``--control``: the coarse
+   model trained further on its own simulated pairs with the same settings: the extra training without noise
+   transfer.
 3. The paper's SNR (Eq. 5) on the real micrograph ``../shared/data/real/Ucsf_stack_1142_DW.mrc`` with boxes on its
    autopicked particles, raw against the fine model (``--real-model``, e.g. from
    ``nt2c run --micrographs .../Ucsf_stack_1142_DW.mrc --params real.yaml``; default: the run's own fine model).
@@ -94,6 +99,40 @@ def _ablation(run: Path, profile: str, device: str) -> list[dict]:
     return out
 
 
+def _train_on(run: Path, name: str, noisy: np.ndarray, clean: np.ndarray, device: str) -> Path:
+    """Train a fine model on given pairs, with the run's own train-fine settings, in ``RUN/ablation/<name>``."""
+    from nt2c.config import stage_config
+    from nt2c.io import write_mrc
+    from nt2c.rundir import RunDir
+    from nt2c.training import train_fine_stage
+    from nt2c.workflow import _link_stage
+
+    src = RunDir(run)
+    sub = RunDir(run / "ablation" / name)
+    sub.init_params(src.params())
+    for stage in ("simulate", "train-coarse"):
+        _link_stage(src, sub, stage)
+    pixel = src.params().pixel_size_A
+    write_mrc(sub.pairs / "pairs_noisy.mrcs", noisy, pixel_size_A=pixel, overwrite=True)
+    write_mrc(sub.pairs / "pairs_clean.mrcs", clean, pixel_size_A=pixel, overwrite=True)
+    settings = {k: v for k, v in (src.read_stamp("train-fine") or {}).get("settings", {}).items() if k != "device"}
+    train_fine_stage(sub, stage_config("train-fine", "quick", **settings, device=device), sub.params())
+    return sub.models / "fine.safetensors"
+
+
+def _simulated_crops(run: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Crops of the coarse training pairs at the side and number of the run's own re-weighted pairs."""
+    from nt2c.io import read_json, read_mrc
+    from nt2c.reweighting import crop_pairs
+
+    own = read_json(run / "pairs" / "summary.json")
+    size, n = int(own["patch_px"]), int(own["n_pairs"])
+    noisy, _ = read_mrc(run / "simulated" / "pairs_noisy.mrcs")
+    clean, _ = read_mrc(run / "simulated" / "pairs_clean.mrcs")
+    noisy_crops, clean_crops, _ = crop_pairs(noisy, clean, size, n, seed=0)
+    return noisy_crops, clean_crops, size, n
+
+
 def _oracle(run: Path, device: str) -> Path:
     """A fine model trained on the stand-ins' *true* noise (raw - clean): the ceiling of any noise transfer.
 
@@ -101,35 +140,26 @@ def _oracle(run: Path, device: str) -> Path:
     at the side and number of the run's own pairs, trained with the run's own train-fine settings in the
     sub-run ``RUN/ablation/oracle``. Only possible on stand-ins, whose noise-free image is known.
     """
-    from nt2c.config import stage_config
-    from nt2c.io import read_image, read_json, read_mrc, write_mrc
+    from nt2c.io import read_image, read_json
     from nt2c.reweighting import crop_pairs
-    from nt2c.rundir import RunDir
-    from nt2c.training import train_fine_stage
-    from nt2c.workflow import _link_stage
 
-    src = RunDir(run)
-    sub = RunDir(run / "ablation" / "oracle")
-    sub.init_params(src.params())
-    for stage in ("simulate", "train-coarse"):
-        _link_stage(src, sub, stage)
-    own = read_json(run / "pairs" / "summary.json")
-    size, n = int(own["patch_px"]), int(own["n_pairs"])
-    noisy, _ = read_mrc(src.simulated / "pairs_noisy.mrcs")
-    clean, _ = read_mrc(src.simulated / "pairs_clean.mrcs")
-    _, clean_crops, _ = crop_pairs(noisy, clean, size, n, seed=0)
+    _, clean_crops, size, n = _simulated_crops(run)
     noise = []
     for entry in read_json(run / "experimental" / "manifest.json")["micrographs"]:
         noise.append(read_image(entry["micrograph"])[0] - read_image(entry["clean"])[0])
     noise = np.stack(noise)
     noise_crops, _, _ = crop_pairs(noise, noise, size, n, seed=1)
     noise_crops -= noise_crops.mean(axis=(1, 2), keepdims=True)
-    pixel = src.params().pixel_size_A
-    write_mrc(sub.pairs / "pairs_noisy.mrcs", clean_crops + noise_crops, pixel_size_A=pixel, overwrite=True)
-    write_mrc(sub.pairs / "pairs_clean.mrcs", clean_crops, pixel_size_A=pixel, overwrite=True)
-    settings = {k: v for k, v in (src.read_stamp("train-fine") or {}).get("settings", {}).items() if k != "device"}
-    train_fine_stage(sub, stage_config("train-fine", "quick", **settings, device=device), sub.params())
-    return sub.models / "fine.safetensors"
+    return _train_on(run, "oracle", clean_crops + noise_crops, clean_crops, device)
+
+
+def _control(run: Path, device: str) -> Path:
+    """A "fine" model trained on the coarse model's own simulated pairs: the same extra training, no noise transfer.
+
+    What the fine model gains over this control is due to the transferred noise, not to the longer training.
+    """
+    noisy_crops, clean_crops, _, _ = _simulated_crops(run)
+    return _train_on(run, "control", noisy_crops, clean_crops, device)
 
 
 def _real_snr(model_path: Path, device: str) -> dict:
@@ -162,9 +192,17 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--make-run", action="store_true", help="run `nt2c run` first and time it")
+    parser.add_argument("--params", default=None, metavar="P.yaml",
+                        help="with --make-run: parameters of the coarse training simulation (default: the embedded "
+                             "example); the stand-ins depart from them (see nt2c.experimental)")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", dest="overrides",
+                        help="with --make-run: passed to `nt2c run --set` (repeatable)")
     parser.add_argument("--ablation", action="store_true", help="also train a fine model with the other fit")
     parser.add_argument("--oracle", action="store_true",
                         help="also train a fine model on the stand-ins' true noise (the ceiling of noise transfer)")
+    parser.add_argument("--control", action="store_true",
+                        help="also continue the coarse model on its own simulated pairs with the fine settings "
+                             "(the same extra training without noise transfer)")
     parser.add_argument("--bm3d", action="store_true", help="include BM3D (about 30 s per 1024^2 micrograph)")
     parser.add_argument("--topaz", action="store_true", help="include Topaz-Denoise's pretrained unet if installed")
     parser.add_argument("--real-model", default=None, help="fine model for the real micrograph's Eq. 5 SNR")
@@ -181,10 +219,13 @@ def main(argv=None) -> int:
                                 "note": "timings on a shared machine are indicative"}}
     if args.make_run:
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "nt2c", "run", "--out", str(run), "--profile", args.profile,
-                               "--device", args.device], check=False)
-        report["nt2c_run"] = {"profile": args.profile, "wall_seconds": round(time.perf_counter() - t, 1),
-                              "exit_status": proc.returncode}
+        command = [sys.executable, "-m", "nt2c", "run", "--out", str(run), "--profile", args.profile,
+                   "--device", args.device]
+        command += ["--params", args.params] if args.params else []
+        command += [f"--set={item}" for item in args.overrides]
+        proc = subprocess.run(command, check=False)
+        report["nt2c_run"] = {"profile": args.profile, "params": args.params, "overrides": args.overrides,
+                              "wall_seconds": round(time.perf_counter() - t, 1), "exit_status": proc.returncode}
         if proc.returncode != 0:
             print(json.dumps(report, indent=2))
             return proc.returncode
@@ -205,6 +246,10 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         models["fine (true noise: oracle)"] = _oracle(run, args.device)
         report["oracle_seconds"] = round(time.perf_counter() - t, 1)
+    if args.control:
+        t = time.perf_counter()
+        models["coarse continued on simulated pairs (control)"] = _control(run, args.device)
+        report["control_seconds"] = round(time.perf_counter() - t, 1)
     report["experimental_standins"] = _psnr_table(run, models, bm3d=args.bm3d, topaz=args.topaz, device=args.device)
     mean = report["experimental_standins"]["mean_psnr_db"]
     report["fine_minus_coarse_db"] = mean[fine_key] - mean["coarse"]

@@ -40,6 +40,7 @@ __all__ = [
     "DenoiseConfig",
     "STAGE_MODELS",
     "stage_config",
+    "parse_stage_overrides",
     "load_params",
     "save_params",
     "format_validation_error",
@@ -49,6 +50,7 @@ Profile = Literal["smoke", "quick", "full"]
 PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DETECTORS: tuple[str, ...] = ("ideal", "counting", "k2", "k3", "falcon3", "falcon4")
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 class _Model(BaseModel):
@@ -389,6 +391,60 @@ def stage_config(stage: str, profile: str = "quick", /, **overrides: Any):
     data = dict(_PROFILE_DEFAULTS[profile].get(stage, {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(STAGE_MODELS[stage], data, f"{stage} settings (profile {profile})")
+
+
+def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, Any]]:
+    """Parse ``STAGE.KEY=VALUE`` strings (``nt2c run --set``) into per-stage setting overrides.
+
+    Parameters
+    ----------
+    items : iterable of str
+        For example ``["extract-noise.threshold=0.5", "train-fine.steps=900"]``. Values are read as YAML
+        scalars or lists (``0.5``, ``900``, ``true``, ``gan``, ``[1, 2]``).
+    profile : str
+        The profile the overrides will be applied to; each stage's settings are validated against it.
+
+    Returns
+    -------
+    dict of str to dict
+        ``{stage: {key: value}}``, ready for ``run_pipeline(stage_overrides=...)``.
+
+    Raises
+    ------
+    ConfigError
+        An item is not ``STAGE.KEY=VALUE``, names an unknown stage or key, or gives an invalid value.
+
+    Examples
+    --------
+    >>> parse_stage_overrides(["train-fine.steps=900", "reweight.noise_source=gan"])
+    {'train-fine': {'steps': 900}, 'reweight': {'noise_source': 'gan'}}
+    """
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, text = str(item).partition("=")
+        stage, dot, key = target.strip().rpartition(".")
+        if not sep or not dot or not stage or not key:
+            raise ConfigError(
+                f"--set {item!r}: expected STAGE.KEY=VALUE, for example extract-noise.threshold=0.5 or "
+                "train-fine.steps=900."
+            )
+        if stage not in STAGE_MODELS:
+            raise ConfigError(f"--set {item!r}: unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: {text!r} is not a readable value ({exc}).") from None
+        if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        fields = sorted(f for f in STAGE_MODELS[stage].model_fields if f not in ("device", "seed"))
+        if key in ("device", "seed"):
+            raise ConfigError(f"--set {item!r}: {key} is the same for every stage; use --{key}.")
+        if key not in fields:
+            raise ConfigError(f"--set {item!r}: {stage} has no setting {key!r}; its settings are {', '.join(fields)}.")
+        overrides.setdefault(stage, {})[key] = value
+    for stage, values in overrides.items():
+        stage_config(stage, profile, **values)  # unknown keys and bad values fail here, naming them
+    return overrides
 
 
 def load_params(source: str | os.PathLike | dict | ExperimentParams | None = None, **overrides: Any) -> ExperimentParams:

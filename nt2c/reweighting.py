@@ -55,12 +55,15 @@ Pairs larger than the noise patches (``patch_px``) blend several patches with wi
 (:func:`nt2c.noise_model.blend_noise_patches`). Measured with ``benchmarks/bench_fine.py --ablation --oracle``
 on the quick profile's stand-ins (4 micrographs of 1024 px, PSNR of the fine model minus that of the coarse
 one; the "oracle" is a fine model trained on the stand-ins' *true* noise, the ceiling of any noise transfer):
-GAN noise at 64 px -0.31 dB and blended to 128 px -0.39 dB; resampled patches at 64 px +0.03 dB and at 128 px
-(the quick default) +0.27 dB; oracle at 128 px +0.30 dB. A GAN trained for minutes on a CPU still makes noise
-whose per-pixel standard deviation depends on the position in the patch (1.1 to 15.5 against 7 to 9.5 for the real
-patches, in counts) and whose histogram is heavy-tailed, and a fine model learns that wrong noise. With coarse
+at 128 px (the quick default) with the pooled alpha, GAN noise -0.10 dB, resampled patches +0.27 dB, oracle
++0.31 dB, and the paper's literal fit -1.86 dB. Earlier, with per-patch alpha: GAN noise at 64 px -0.31 dB and
+blended to 128 px -0.39 dB; resampled patches at 64 px +0.03 dB and at 128 px +0.27 dB. A GAN trained for
+minutes on a CPU still makes noise whose per-pixel standard deviation depends on the position in the patch (1.1
+to 15.5 against 7 to 9.5 for the real patches, in counts) and whose histogram is heavy-tailed, and a fine model
+learns that wrong noise. With coarse
 training pairs simulated from naive parameters (ideal detector, no structural noise), so that the stand-ins'
-noise differs more: GAN 64 px +0.52 dB, patches 128 px +0.91 dB, oracle 128 px +1.07 dB.
+noise differs more (per-patch alpha, global normalisation at inference): GAN 64 px +0.52 dB, patches 128 px
++0.91 dB, oracle 128 px +1.07 dB.
 """
 
 from __future__ import annotations

@@ -356,7 +356,8 @@ def fine_variant(run: RunDir | str | os.PathLike, method: str, *, noise_source: 
     used = (own.get("method", default.method), own.get("noise_source", default.noise_source))
     wanted = (method, noise_source or used[1])
     if wanted == used:
-        run_stage("train-fine", run, profile=profile, seed=seed, device=device)
+        if not run.is_complete("train-fine"):  # a finished one is kept, whatever settings made it
+            run_stage("train-fine", run, profile=profile, seed=seed, device=device)
         return run.models / "fine.safetensors"
     for stage in ("simulate", "train-coarse", "train-gan"):
         if not run.is_complete(stage):

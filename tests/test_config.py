@@ -97,3 +97,26 @@ def test_stage_config_errors():
         stage_config("train-gan", "quick", device="tpu")
     with pytest.raises(ConfigError, match="overlap"):
         stage_config("denoise", "quick", tile=128, overlap=64)
+
+
+def test_parse_stage_overrides_types_values_and_names_what_is_wrong():
+    from nt2c.config import parse_stage_overrides
+
+    parsed = parse_stage_overrides(
+        ["extract-noise.threshold=0.5", "train-fine.steps=900", "reweight.noise_source=gan", "train-fine.lr=1e-4"]
+    )
+    assert parsed == {"extract-noise": {"threshold": 0.5}, "train-fine": {"steps": 900, "lr": 1e-4},
+                      "reweight": {"noise_source": "gan"}}
+    assert isinstance(parsed["train-fine"]["steps"], int)
+    assert parse_stage_overrides([]) == {}
+    for bad, match in [
+        ("threshold=0.5", "STAGE.KEY=VALUE"),
+        ("extract-noise.threshold", "STAGE.KEY=VALUE"),
+        ("extract.threshold=0.5", "unknown stage 'extract'"),
+        ("extract-noise.treshold=0.5", "treshold.*its settings are .*threshold"),
+        ("train-fine.seed=3", "use --seed"),
+        ("train-fine.steps=-3", "steps"),
+        ("reweight.noise_source=white", "noise_source"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            parse_stage_overrides([bad])

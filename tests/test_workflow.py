@@ -100,6 +100,23 @@ def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
     assert len(result.newly_denoised) >= 1
 
 
+def test_set_overrides_one_stage_setting_and_reruns_only_that_stage(smoke_run, tmp_path, capsys):
+    from nt2c.cli import main
+    from nt2c.rundir import RunDir
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    kept = {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"}
+    argv = ["run", "--out", str(run_path), "--profile", "smoke", "--device", "cpu", "--set", "train-fine.steps=3"]
+    assert main(argv) == 0
+    assert RunDir(run_path).read_stamp("train-fine")["settings"]["steps"] == 3
+    assert {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"} == kept
+    assert "[6/6] train-fine: done" in capsys.readouterr().err
+    for bad, match in (("train-fine.stepz=3", "stepz"), ("fine.steps=3", "unknown stage"), ("steps", "STAGE.KEY")):
+        assert main(["run", "--out", str(run_path), "--profile", "smoke", "--set", bad]) == 2
+        assert match in capsys.readouterr().err
+
+
 def test_resolve_micrographs_errors(tmp_path):
     from nt2c.errors import InputError
 

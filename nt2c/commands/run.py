@@ -26,16 +26,21 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage (default 0)")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", dest="overrides",
+                        help="replace one stage setting of the profile, e.g. --set extract-noise.threshold=0.5 "
+                             "--set train-fine.steps=900 (repeatable; a changed setting re-runs its stage)")
     parser.add_argument("--no-coarse-comparison", action="store_true",
                         help="do not denoise the micrographs with the coarse model for the report")
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..config import parse_stage_overrides
     from ..workflow import run_pipeline
 
+    overrides = parse_stage_overrides(args.overrides, args.profile)
     result = run_pipeline(args.params, out=args.out, micrographs=args.micrographs, profile=args.profile,
                           device=args.device, seed=args.seed, compare_coarse=not args.no_coarse_comparison,
-                          echo=lambda line: print(line, file=sys.stderr, flush=True))
+                          stage_overrides=overrides, echo=lambda line: print(line, file=sys.stderr, flush=True))
     for path in result.denoised:
         print(path)
     if not result.did_work:
