@@ -578,15 +578,21 @@ def evaluate(
 
 
 def run_particle_diameter_px(run, *, pixel_size_A: float | None = None) -> float:
-    """The run's particle diameter in pixels: ``specimen_diameter_A / pixel_size_A`` from ``RUN/params.yaml``.
+    """The run's particle diameter in pixels, from ``RUN/params.yaml``.
+
+    The diameter is ``specimen_diameter_A`` for the built-in specimen and twice the largest distance of an atom
+    from the centre for an atomic model (``specimen`` a file or PDB id; ``specimen_diameter_A`` is then unused by
+    the simulation and only the fallback when the model cannot be read).
 
     Parameters
     ----------
     run : RunDir or path-like
     pixel_size_A : float, optional
-        Pixel size of the micrographs (A/px; default: the run's ``pixel_size_A``).
+        Pixel size of the micrographs (A/px; default: the run's ``pixel_size_A``, which describes its micrographs;
+        MRC headers often say 1 A/px when the voxel size was never set).
     """
     from .config import load_params
+    from .errors import NT2CError
 
     params_path = Path(getattr(run, "path", run)) / "params.yaml"
     if not params_path.is_file():
@@ -595,7 +601,16 @@ def run_particle_diameter_px(run, *, pixel_size_A: float | None = None) -> float
             "(--particle-diameter-px)."
         )
     params = load_params(params_path)
-    return float(params.specimen_diameter_A / (pixel_size_A or params.pixel_size_A))
+    diameter_A = params.specimen_diameter_A
+    if str(params.specimen) != "builtin":
+        from .simulation.specimen import load_specimen
+
+        try:
+            diameter_A = 2.0 * load_specimen(params.specimen).centred().radius_A
+        except (NT2CError, OSError) as exc:
+            log.warning("could not read the specimen %s (%s): particle diameter from specimen_diameter_A",
+                        params.specimen, exc)
+    return float(diameter_A / (pixel_size_A or params.pixel_size_A))
 
 
 def evaluate_run(
@@ -626,8 +641,7 @@ def evaluate_run(
     methods, device, picking, mask_contamination, method_options, seed
         See :func:`evaluate`.
     particle_diameter_px : float, optional
-        Default: ``specimen_diameter_A / pixel_size_A`` from ``RUN/params.yaml`` (pixel size from the first
-        micrograph's header when set).
+        Default: :func:`run_particle_diameter_px` (the specimen's diameter over the run's ``pixel_size_A``).
     figures : bool
         Also write the comparison figures.
     out_dir : path-like, optional
@@ -651,7 +665,7 @@ def evaluate_run(
     d = (
         particle_diameter_px
         if particle_diameter_px is not None
-        else run_particle_diameter_px(run, pixel_size_A=next(iter(data.values()))[0].pixel_size_A)
+        else run_particle_diameter_px(run)
     )
     result = evaluate(
         data,

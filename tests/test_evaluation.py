@@ -187,3 +187,23 @@ def test_real_micrograph_against_autopick(shared_data):
     assert np.isfinite(raw) and smooth > raw + 0.5
     assert result.value("real", "raw", "n_regions") >= 20  # picks on the ethane blob are left out
     assert 0.3 < result.value("real", "raw", "f1") <= 1.0
+
+
+def test_run_particle_diameter_comes_from_the_specimen_and_the_run_pixel_size(tmp_path, shared_data):
+    from nt2c.config import load_params, save_params
+    from nt2c.evaluation import run_particle_diameter_px
+    from nt2c.simulation.specimen import load_specimen
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_params(load_params(None, pixel_size_A=2.0, specimen_diameter_A=150.0), run / "params.yaml")
+    assert run_particle_diameter_px(run) == pytest.approx(75.0)
+    assert run_particle_diameter_px(run, pixel_size_A=3.0) == pytest.approx(50.0)
+    model = shared_data / "pdb" / "1dpx.pdb"
+    (run / "params.yaml").unlink()
+    save_params(load_params(None, pixel_size_A=2.0, specimen=str(model)), run / "params.yaml")
+    expected = 2 * load_specimen(model).centred().radius_A / 2.0
+    assert run_particle_diameter_px(run) == pytest.approx(expected)
+    assert 15 < expected < 35  # lysozyme: about 45 A across, 2 A/px
+    with pytest.raises(InputError, match="params.yaml is missing"):
+        run_particle_diameter_px(tmp_path / "nowhere")

@@ -47,7 +47,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="PX",
-        help="particle diameter in px (default: specimen_diameter_A / pixel size from params.yaml)",
+        help="particle diameter in px (default: from params.yaml, the specimen's diameter over pixel_size_A)",
     )
     parser.add_argument(
         "--max-micrographs",
