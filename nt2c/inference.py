@@ -304,8 +304,6 @@ def denoise_micrograph(
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     arr = validate_image(image, name="image", ndim=2)
-    if normalization not in ("tiles", "global"):
-        raise InputError(f"normalization={normalization!r} is not known; use 'tiles' (default) or 'global'.")
     if tile < 32 or batch_size < 1 or overlap < 0 or 2 * overlap >= tile:
         raise InputError(
             f"tile={tile}, overlap={overlap}, batch_size={batch_size}: need tile >= 32, "

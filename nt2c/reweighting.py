@@ -163,23 +163,18 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     V, _ = _as_batch(V, "V (noise patches)")
     X, _ = _as_batch(X, "X (noisy patches)")
     _check_same_shape(S=S, V=V, X=X)
-    out = np.empty((S.shape[0], 3), dtype=np.float64)
-    pooled_alpha = None
-    if method == "matched":  # one alpha for the batch: sum of c_SX over sum of c_SS
-        sums = np.zeros(2)
-        for start in range(0, S.shape[0], _CHUNK):
-            sl = slice(start, start + _CHUNK)
-            s, _, x, _, _, _ = _centred(S[sl], V[sl], X[sl])
-            sums += np.einsum("ij,ij->", s, x), np.einsum("ij,ij->", s, s)
-        pooled_alpha = sums[0] / sums[1] if sums[1] > 0 else 0.0
-    for start in range(0, S.shape[0], _CHUNK):
-        sl = slice(start, start + _CHUNK)
-        out[sl] = _fit_block(S[sl], V[sl], X[sl], method, pooled_alpha)
+    moments = np.concatenate([_moments(S[i : i + _CHUNK], V[i : i + _CHUNK], X[i : i + _CHUNK])
+                              for i in range(0, S.shape[0], _CHUNK)])
+    out = _solve(moments, method)
     return out[0] if single else out
 
 
-def _centred(S: np.ndarray, V: np.ndarray, X: np.ndarray):
-    """Rows of the patches minus their means (float64), and the means; flat clean patches zeroed."""
+# per-patch moments, one column each: the means of S, V, X and the centred cross products c_ab
+_MOMENTS = ("ms", "mv", "mx", "css", "cvv", "csv", "csx", "cvx", "cxx")
+
+
+def _moments(S: np.ndarray, V: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """The per-patch moments ``_MOMENTS`` of a block of patches, float64, shape (n, 9)."""
     n = S.shape[0]
     s = S.reshape(n, -1).astype(np.float64)
     v = V.reshape(n, -1).astype(np.float64)
@@ -192,20 +187,18 @@ def _centred(S: np.ndarray, V: np.ndarray, X: np.ndarray):
     # treat it as constant, or the fit would scale rounding noise up to the level of X
     flat = np.sqrt(np.einsum("ij,ij->i", s, s) / s.shape[1]) <= _FLAT_CONTRAST * (np.abs(ms) + 1e-30)
     s[flat] = 0.0
-    return s, v, x, ms, mv, mx
+    def dot(a, b):
+        return np.einsum("ij,ij->i", a, b)
+
+    return np.stack([ms, mv, mx, dot(s, s), dot(v, v), dot(s, v), dot(s, x), dot(v, x), dot(x, x)], -1)
 
 
-def _fit_block(S: np.ndarray, V: np.ndarray, X: np.ndarray, method: str, pooled_alpha: float | None = None
-               ) -> np.ndarray:
-    n = S.shape[0]
-    s, v, x, ms, mv, mx = _centred(S, V, X)
-    css = np.einsum("ij,ij->i", s, s)
-    cvv = np.einsum("ij,ij->i", v, v)
-    csv = np.einsum("ij,ij->i", s, v)
-    csx = np.einsum("ij,ij->i", s, x)
-    cvx = np.einsum("ij,ij->i", v, x)
-    tiny = np.finfo(np.float64).eps * 64
+def _solve(moments: np.ndarray, method: str) -> np.ndarray:
+    """Coefficients (alpha, beta, gamma), shape (n, 3), from the per-patch moments of the whole batch."""
+    ms, mv, mx, css, cvv, csv, csx, cvx, cxx = moments.T
+    n = moments.shape[0]
     if method == "paper":
+        tiny = np.finfo(np.float64).eps * 64
         det = css * cvv - csv**2
         ok = det > tiny * np.maximum(css * cvv, np.finfo(np.float64).tiny)
         alpha = np.zeros(n)
@@ -219,11 +212,10 @@ def _fit_block(S: np.ndarray, V: np.ndarray, X: np.ndarray, method: str, pooled_
             rhs = np.stack([csx, cvx], -1)[bad]
             sol = np.einsum("nij,nj->ni", np.linalg.pinv(gram, rcond=1e-12, hermitian=True), rhs)
             alpha[bad], beta[bad] = sol[:, 0], sol[:, 1]
-    else:  # matched
-        alpha = np.full(n, pooled_alpha)
-        # sum of squares of the centred residual x - alpha s
-        residual_power = np.einsum("ij,ij->i", x, x) - 2.0 * alpha * csx + alpha**2 * css
-        residual_power = np.maximum(residual_power, 0.0)
+    else:  # matched: one alpha for the batch (sum of c_SX over sum of c_SS), beta from the residual power
+        total_css = css.sum()
+        alpha = np.full(n, csx.sum() / total_css if total_css > 0 else 0.0)
+        residual_power = np.maximum(cxx - 2.0 * alpha * csx + alpha**2 * css, 0.0)  # of the centred x - alpha s
         if np.any(cvv <= 0):
             raise InputError(
                 f"{int(np.sum(cvv <= 0))} noise patch(es) are constant; the GAN samples carry no noise. "
