@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--topaz",
         default=None,
-        help="the topaz program (default: nt2c.baselines.topaz_command(): "
+        help="the topaz program (default: nt2c.evaluation.baselines.topaz_command(): "
         "$NT2C_TOPAZ, then an installed topaz)",
     )
     parser.add_argument("--no-topaz", action="store_true")
@@ -109,9 +109,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from nt2c.inference import save_model
+    from nt2c.denoiser.inference import save_model
+    from nt2c.denoiser.network import UNet
     from nt2c.io import write_mrc
-    from nt2c.models.unet import UNet
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nt2c_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         if args.topaz:
             topaz = [*shlex.split(args.topaz), "denoise"]
         else:
-            from nt2c.baselines import topaz_command  # finds the program; never imports topaz
+            from nt2c.evaluation.baselines import topaz_command  # finds the program; never imports topaz
 
             topaz = topaz_command()
     if topaz:

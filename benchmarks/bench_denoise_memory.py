@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nt2c.commands.denoise import denoise_files
+    from nt2c.denoiser.inference import load_model, save_model
+    from nt2c.denoiser.network import UNet
     from nt2c.device import resolve_device
-    from nt2c.inference import load_model, save_model
     from nt2c.io import write_mrc
-    from nt2c.models.unet import UNet
 
     torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)

@@ -10,8 +10,8 @@ What it does (all on the CPU unless ``--device`` says otherwise):
    ``--variant-steps`` to compare quality per compute;
 3. denoises the held-out micrographs with each model (:func:`nt2c.denoise_micrograph`), a Gaussian filter
    (the best of several sigmas *on the test set itself*, which favours the baseline) and BM3D
-   (:func:`nt2c.baselines.bm3d_denoise`, noise level estimated from the image), and reports PSNR against the
-   clean image after a least-squares scale-and-offset fit (:func:`nt2c.metrics.psnr`).
+   (:func:`nt2c.evaluation.baselines.bm3d_denoise`, noise level estimated from the image), and reports PSNR against the
+   clean image after a least-squares scale-and-offset fit (:func:`nt2c.evaluation.metrics.psnr`).
 
 Usage::
 
@@ -97,11 +97,11 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from nt2c import baselines, metrics
     from nt2c.config import stage_config
-    from nt2c.inference import denoise_micrograph
+    from nt2c.denoiser.inference import denoise_micrograph
+    from nt2c.denoiser.training import train_denoiser
+    from nt2c.evaluation import baselines, metrics
     from nt2c.progress import set_progress
-    from nt2c.training import train_denoiser
 
     set_progress(False)
     cache = Path(args.cache) if args.cache else None

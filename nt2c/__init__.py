@@ -1,18 +1,22 @@
 """nt2c: Noise-Transfer2Clean denoising of cryo-EM micrographs, as a tutorial package.
 
-The pipeline (paper: Li et al. 2022, Bioinformatics 38:2022) and where each step lives:
+The pipeline (paper: Li et al. 2022, Bioinformatics 38:2022): one subpackage per stage, named by its notebook.
 
-=====================  ==========================================  =================================
-step                   module                                      command
-=====================  ==========================================  =================================
-simulate               :mod:`nt2c.simulation`                      ``nt2c simulate``
-coarse denoiser        :mod:`nt2c.models.unet`, :mod:`nt2c.training`  ``nt2c train-coarse``
-noise extraction       :mod:`nt2c.extraction`                      ``nt2c extract-noise``
-GAN noise synthesizer  :mod:`nt2c.models.gan`, :mod:`nt2c.noise_model`  ``nt2c train-gan``
-re-weighting           :mod:`nt2c.reweighting`                     ``nt2c reweight``
-fine denoiser          :mod:`nt2c.training`, :mod:`nt2c.inference`  ``nt2c train-fine``, ``nt2c denoise``
-evaluation             :mod:`nt2c.metrics`, :mod:`nt2c.baselines`   ``nt2c evaluate``
-=====================  ==========================================  =================================
+=====================  =========================  ==========================================  ===================
+step                   subpackage                 command                                     notebook
+=====================  =========================  ==========================================  ===================
+simulate               :mod:`nt2c.simulation`     ``nt2c simulate``                           01_simulation
+coarse denoiser        :mod:`nt2c.denoiser`       ``nt2c train-coarse``                       02_coarse_denoiser
+noise extraction       :mod:`nt2c.extraction`     ``nt2c extract-noise``                      03_noise_extraction
+noise model (GAN)      :mod:`nt2c.noise`          ``nt2c train-gan``, ``nt2c sample-noise``   04_gan_noise_model
+re-weighting           :mod:`nt2c.reweighting`    ``nt2c reweight``                           05_reweighting
+fine denoiser          :mod:`nt2c.denoiser`       ``nt2c train-fine``, ``nt2c denoise``       06_fine_denoiser
+evaluation             :mod:`nt2c.evaluation`     ``nt2c evaluate``                           07, 08
+=====================  =========================  ==========================================  ===================
+
+The frame around the stages: :mod:`nt2c.config` (typed settings), :mod:`nt2c.run` (run directory, stage
+registry, ``nt2c run``), :mod:`nt2c.io` (files), :mod:`nt2c.cli` and :mod:`nt2c.commands` (command line),
+:mod:`nt2c.tutorial` (notebook helpers), :mod:`nt2c.plots` (one figure module per stage).
 
 Public names are imported lazily, so ``import nt2c`` stays fast (torch loads on first use).
 """
@@ -25,15 +29,15 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "noise_fidelity": "nt2c.fidelity",
-    "sample_noise": "nt2c.noise_model",
+    "noise_fidelity": "nt2c.noise.fidelity",
+    "sample_noise": "nt2c.noise.gan",
     "ExperimentParams": "nt2c.config",
     "load_params": "nt2c.config",
     "save_params": "nt2c.config",
     "stage_config": "nt2c.config",
-    "RunDir": "nt2c.rundir",
-    "run_stage": "nt2c.pipeline",
-    "stage_status": "nt2c.pipeline",
+    "RunDir": "nt2c.run.rundir",
+    "run_stage": "nt2c.run.stages",
+    "stage_status": "nt2c.run.stages",
     "read_image": "nt2c.io",
     "read_mrc": "nt2c.io",
     "write_mrc": "nt2c.io",
@@ -56,28 +60,28 @@ _EXPORTS: dict[str, str] = {
     "projected_potential": "nt2c.simulation",
     "ctf_2d": "nt2c.simulation",
     "electron_wavelength_A": "nt2c.simulation",
-    "extract_noise_patches": "nt2c.extraction",
-    "UNet": "nt2c.models.unet",
-    "denoise_micrograph": "nt2c.inference",
-    "load_model": "nt2c.inference",
-    "snr_eq5": "nt2c.metrics",
-    "eq5_regions": "nt2c.metrics",
-    "fit_affine": "nt2c.metrics",
-    "psnr": "nt2c.metrics",
-    "ssim": "nt2c.metrics",
-    "pearson": "nt2c.metrics",
-    "frc": "nt2c.metrics",
-    "denoise_with": "nt2c.baselines",
-    "BASELINES": "nt2c.baselines",
-    "pick_particles": "nt2c.picking",
-    "score_picks": "nt2c.picking",
-    "evaluate": "nt2c.evaluation",
-    "evaluate_run": "nt2c.evaluation",
-    "fit_coefficients": "nt2c.reweighting",
-    "reweight_pairs": "nt2c.reweighting",
-    "modulate": "nt2c.reweighting",
-    "run_pipeline": "nt2c.workflow",
-    "simulate_experimental": "nt2c.experimental",
+    "extract_noise_patches": "nt2c.extraction.patches",
+    "UNet": "nt2c.denoiser.network",
+    "denoise_micrograph": "nt2c.denoiser.inference",
+    "load_model": "nt2c.denoiser.inference",
+    "snr_eq5": "nt2c.evaluation.metrics",
+    "eq5_regions": "nt2c.evaluation.metrics",
+    "fit_affine": "nt2c.evaluation.metrics",
+    "psnr": "nt2c.evaluation.metrics",
+    "ssim": "nt2c.evaluation.metrics",
+    "pearson": "nt2c.evaluation.metrics",
+    "frc": "nt2c.evaluation.metrics",
+    "denoise_with": "nt2c.evaluation.baselines",
+    "BASELINES": "nt2c.evaluation.baselines",
+    "pick_particles": "nt2c.evaluation.picking",
+    "score_picks": "nt2c.evaluation.picking",
+    "evaluate": "nt2c.evaluation.compare",
+    "evaluate_run": "nt2c.evaluation.compare",
+    "fit_coefficients": "nt2c.reweighting.fit",
+    "reweight_pairs": "nt2c.reweighting.fit",
+    "modulate": "nt2c.reweighting.fit",
+    "run_pipeline": "nt2c.run.pipeline",
+    "simulate_experimental": "nt2c.simulation.standins",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -11,15 +11,15 @@ import importlib
 import logging
 import sys
 
-from . import __version__
-from .errors import NT2CError
+from nt2c import __version__
+from nt2c.errors import NT2CError
 
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    from .commands import COMMANDS
+    from nt2c.commands import COMMANDS
 
     parser = argparse.ArgumentParser(
         prog="nt2c",
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args._main(args) or 0)
     except NT2CError as exc:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, InputError
+from nt2c.errors import ConfigError, InputError
 
 __all__ = [
     "PROFILES",
@@ -95,7 +95,8 @@ class ExperimentParams(_Model):
     )
     # simulation-only keys (defaults keep older params.yaml files valid)
     specimen_symmetry: str = Field(
-        "C1", pattern=r"^([CcDd][1-9][0-9]?|[TOItoi])$",
+        "C1",
+        pattern=r"^([CcDd][1-9][0-9]?|[TOItoi])$",
         description="point group of the built-in specimen (C1, D7, O, I)",
     )
     specimen_seed: int = Field(0, ge=0, description="seed of the built-in specimen (its atoms)")
@@ -148,12 +149,14 @@ class ExperimentParams(_Model):
         lowered = value.lower()
         if lowered.endswith((".pdb", ".cif", ".ent", ".mmcif", ".pdb.gz", ".cif.gz", ".ent.gz", ".mmcif.gz")):
             return value
-        raise ValueError("must be 'builtin', a path ending in .pdb/.cif (optionally .gz) or a 4-character PDB id")
+        raise ValueError(
+            "must be 'builtin', a path ending in .pdb/.cif (optionally .gz) or a 4-character PDB id"
+        )
 
     @property
     def wavelength_A(self) -> float:
         """Relativistic electron wavelength (Angstrom) at ``voltage_kV``."""
-        from .simulation.ctf import electron_wavelength_A
+        from nt2c.simulation.ctf import electron_wavelength_A
 
         return electron_wavelength_A(self.voltage_kV)
 
@@ -178,7 +181,9 @@ class SimulateConfig(_StageModel):
     n_micrographs: int | None = Field(None, ge=1, description="override params.yaml's n_micrographs")
     image_size_px: tuple[int, int] | None = Field(None, description="override params.yaml's image_size_px")
     pair_patch_px: int = Field(256, ge=32, le=2048, description="side of the training patch pairs (px)")
-    n_pairs: int = Field(512, ge=2, description="(noisy, clean) training pairs cut from the simulated micrographs")
+    n_pairs: int = Field(
+        512, ge=2, description="(noisy, clean) training pairs cut from the simulated micrographs"
+    )
 
 
 class _TrainModel(_StageModel):
@@ -218,14 +223,23 @@ class ExtractConfig(_StageModel):
     patch_size: int = Field(320, ge=16, le=4096, description="d: side of the candidate patches (px)")
     step: int | None = Field(None, ge=1, description="s: stride between candidates (default d/2)")
     n_sub: int = Field(4, ge=2, le=64, description="N: local patches per candidate (a square number)")
-    threshold: float = Field(0.7, ge=-1, le=1, description="thre: minimum pairwise SSIM of a background patch")
+    threshold: float = Field(
+        0.7, ge=-1, le=1, description="thre: minimum pairwise SSIM of a background patch"
+    )
     criterion: Literal["ssim", "std", "meanvar"] = Field("ssim", description="background test")
     std_max: float = Field(1.0, gt=0, description="'std' criterion: max local std, grey levels of [0, 255]")
-    margin_px: int = Field(0, ge=0, le=1024, description="test the patch grown by this margin (px); 0 = paper")
-    outlier_sigma: float | None = Field(6.0, gt=0, description="raw-statistics outlier guard (robust sigmas); None = off")
-    max_overlap: float | None = Field(None, ge=0, lt=1, description="max shared area fraction between patches; None = any")
+    margin_px: int = Field(
+        0, ge=0, le=1024, description="test the patch grown by this margin (px); 0 = paper"
+    )
+    outlier_sigma: float | None = Field(
+        6.0, gt=0, description="raw-statistics outlier guard (robust sigmas); None = off"
+    )
+    max_overlap: float | None = Field(
+        None, ge=0, lt=1, description="max shared area fraction between patches; None = any"
+    )
     micrographs: tuple[str, ...] | None = Field(
-        None, description="micrograph paths/globs (default: RUN/micrographs.txt, else RUN/simulated/mic_????.mrc)"
+        None,
+        description="micrograph paths/globs (default: RUN/micrographs.txt, else RUN/simulated/mic_????.mrc)",
     )
 
     @field_validator("n_sub")
@@ -273,9 +287,11 @@ class ReweightConfig(_StageModel):
         "trained GAN)",
     )
     patch_px: int | None = Field(
-        None, ge=32, le=1024,
+        None,
+        ge=32,
+        le=1024,
         description="side of the pairs (px); None: the GAN's patch side; larger: GAN patches blended into "
-        "larger noise fields (nt2c.noise_model.blend_noise_patches)",
+        "larger noise fields (nt2c.noise.gan.blend_noise_patches)",
     )
 
 
@@ -317,8 +333,14 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "train-coarse": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
         # the smoke coarse model (a few steps) leaves SSIM ~0 everywhere: accept every candidate (plumbing only)
         "extract-noise": {"patch_size": 64, "threshold": -1.0},
-        "train-gan": {"patch_px": 64, "batch_size": 4, "iterations": 3, "width": 8, "checkpoint_every": 2,
-                      "n_eval": 32},
+        "train-gan": {
+            "patch_px": 64,
+            "batch_size": 4,
+            "iterations": 3,
+            "width": 8,
+            "checkpoint_every": 2,
+            "n_eval": 32,
+        },
         "reweight": {"n_pairs": 16},
         "train-fine": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
         "denoise": {"tile": 128, "overlap": 16},
@@ -326,9 +348,17 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "simulate": {"pair_patch_px": 256, "n_pairs": 256},
         "train-coarse": {"patch_px": 128, "batch_size": 8, "steps": 300, "checkpoint_every": 100},
-        "extract-noise": {"patch_size": 64},  # 30 particles of 124 px leave few empty 128 px patches in 1024 px
-        "train-gan": {"patch_px": 64, "batch_size": 16, "iterations": 300, "width": 8, "lr": 1e-3,
-                      "checkpoint_every": 50},
+        "extract-noise": {
+            "patch_size": 64
+        },  # 30 particles of 124 px leave few empty 128 px patches in 1024 px
+        "train-gan": {
+            "patch_px": 64,
+            "batch_size": 16,
+            "iterations": 300,
+            "width": 8,
+            "lr": 1e-3,
+            "checkpoint_every": 50,
+        },
         # 128 px pairs (noise patches blended): the fine model sees the context the coarse one trained on
         "reweight": {"n_pairs": 1024, "patch_px": 128},  # 64 MB per stack
         "train-fine": {"patch_px": 128, "batch_size": 16, "steps": 300, "lr": 3e-4, "checkpoint_every": 100},
@@ -336,13 +366,24 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "full": {
         "simulate": {"pair_patch_px": 320, "n_pairs": 8192},
-        "train-coarse": {"patch_px": 256, "batch_size": 32, "steps": 20000, "width": 48,
-                         "checkpoint_every": 1000},
+        "train-coarse": {
+            "patch_px": 256,
+            "batch_size": 32,
+            "steps": 20000,
+            "width": 48,
+            "checkpoint_every": 1000,
+        },
         "extract-noise": {"patch_size": 320},
         "train-gan": {"patch_px": 128, "batch_size": 64, "iterations": 10000, "checkpoint_every": 1000},
         "reweight": {"n_pairs": 8192, "patch_px": 128},  # crops of the 320 px patches, 512 MB per stack
-        "train-fine": {"patch_px": 128, "batch_size": 32, "steps": 10000, "lr": 3e-4, "width": 48,
-                       "checkpoint_every": 1000},
+        "train-fine": {
+            "patch_px": 128,
+            "batch_size": 32,
+            "steps": 10000,
+            "lr": 3e-4,
+            "width": 48,
+            "checkpoint_every": 1000,
+        },
         "denoise": {"tile": 1024, "overlap": 96, "batch_size": 8},
     },
 }
@@ -429,7 +470,9 @@ def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, 
                 "train-fine.steps=900."
             )
         if stage not in STAGE_MODELS:
-            raise ConfigError(f"--set {item!r}: unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}.")
+            raise ConfigError(
+                f"--set {item!r}: unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}."
+            )
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -440,14 +483,18 @@ def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, 
         if key in ("device", "seed"):
             raise ConfigError(f"--set {item!r}: {key} is the same for every stage; use --{key}.")
         if key not in fields:
-            raise ConfigError(f"--set {item!r}: {stage} has no setting {key!r}; its settings are {', '.join(fields)}.")
+            raise ConfigError(
+                f"--set {item!r}: {stage} has no setting {key!r}; its settings are {', '.join(fields)}."
+            )
         overrides.setdefault(stage, {})[key] = value
     for stage, values in overrides.items():
         stage_config(stage, profile, **values)  # unknown keys and bad values fail here, naming them
     return overrides
 
 
-def load_params(source: str | os.PathLike | dict | ExperimentParams | None = None, **overrides: Any) -> ExperimentParams:
+def load_params(
+    source: str | os.PathLike | dict | ExperimentParams | None = None, **overrides: Any
+) -> ExperimentParams:
     """Read and validate experiment parameters.
 
     Parameters
@@ -472,20 +519,24 @@ def load_params(source: str | os.PathLike | dict | ExperimentParams | None = Non
         path = Path(source)
         name = str(path)
         if not path.is_file():
-            raise InputError(f"parameter file {path} does not exist; write one (see data_manifests/ for examples).")
+            raise InputError(
+                f"parameter file {path} does not exist; write one (see data_manifests/ for examples)."
+            )
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold one flat mapping of keys to values, got {type(data).__name__}.")
+            raise ConfigError(
+                f"{path} must hold one flat mapping of keys to values, got {type(data).__name__}."
+            )
     data.update({k: v for k, v in overrides.items() if v is not None})
     return _validate(ExperimentParams, data, name)
 
 
 def save_params(params: ExperimentParams, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write parameters as a flat YAML mapping (atomically)."""
-    from .io import atomic_path
+    from nt2c.io import atomic_path
 
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp:

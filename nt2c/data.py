@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from .config import ExperimentParams, load_params
-from .errors import DataError
+from nt2c.config import ExperimentParams, load_params
+from nt2c.errors import DataError
 
 __all__ = [
     "Manifest",
@@ -120,7 +120,9 @@ def _manifest_from_dict(raw: dict, path: Path) -> Manifest:
             path=path,
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise DataError(f"manifest {path} lacks a required entry ({exc}); compare it with the others.") from None
+        raise DataError(
+            f"manifest {path} lacks a required entry ({exc}); compare it with the others."
+        ) from None
 
 
 def _all_manifests() -> dict[str, Manifest]:
@@ -149,7 +151,9 @@ def load_manifest(name: str) -> Manifest:
     for man in manifests.values():
         if wanted == man.name.lower() or wanted in (a.lower() for a in man.aliases):
             return man
-    known = ", ".join(f"{m.name} ({'/'.join(m.aliases)})" if m.aliases else m.name for m in manifests.values())
+    known = ", ".join(
+        f"{m.name} ({'/'.join(m.aliases)})" if m.aliases else m.name for m in manifests.values()
+    )
     raise DataError(f"unknown dataset {name!r}; known datasets: {known}.")
 
 
@@ -189,10 +193,15 @@ class ResumableDownloader:
         with response:
             mode = "ab" if have and response.status == 206 else "wb"
             total = response.headers.get("Content-Length")
-            from .progress import progress
+            from nt2c.progress import progress
 
-            bar = progress(total=int(total) + (have if mode == "ab" else 0) if total else None, unit="B",
-                           unit_scale=True, desc=Path(parsed.path).name, initial=have if mode == "ab" else 0)
+            bar = progress(
+                total=int(total) + (have if mode == "ab" else 0) if total else None,
+                unit="B",
+                unit_scale=True,
+                desc=Path(parsed.path).name,
+                initial=have if mode == "ab" else 0,
+            )
             with open(self.partial_path, mode) as handle:
                 while chunk := response.read(_CHUNK):
                     handle.write(chunk)
@@ -229,7 +238,9 @@ def _list_remote(base: str, pattern: str) -> list[str]:
     if parsed.scheme in ("", "file"):
         folder = Path(urllib.request.url2pathname(parsed.path))
         return sorted(p.name for p in folder.iterdir() if fnmatch.fnmatch(p.name, pattern))
-    with urllib.request.urlopen(urllib.request.Request(base, headers={"User-Agent": "nt2c"}), timeout=60) as resp:
+    with urllib.request.urlopen(
+        urllib.request.Request(base, headers={"User-Agent": "nt2c"}), timeout=60
+    ) as resp:
         parser = _LinkParser()
         parser.feed(resp.read().decode("utf-8", "replace"))
     names = {urllib.parse.unquote(Path(urllib.parse.urlparse(h).path).name) for h in parser.links}
@@ -292,7 +303,9 @@ def fetch(
     man = load_manifest(dataset)
     base = mirror or os.environ.get("NT2C_DATA_MIRROR") or man.base_url
     if not base and not any(f.url for f in man.files):
-        raise DataError(f"dataset {man.name} has no download location in {man.path}; place its files by hand.")
+        raise DataError(
+            f"dataset {man.name} has no download location in {man.path}; place its files by hand."
+        )
     folder = Path(cache or cache_dir()) / man.name
     folder.mkdir(parents=True, exist_ok=True)
     files = list(man.files)
@@ -308,13 +321,25 @@ def fetch(
     recorded = _recorded_hashes(folder)
     paths = []
     for entry in files:
-        url = entry.url if (entry.url and not mirror and not os.environ.get("NT2C_DATA_MIRROR")) else _join(base, entry.name)
+        url = (
+            entry.url
+            if (entry.url and not mirror and not os.environ.get("NT2C_DATA_MIRROR"))
+            else _join(base, entry.name)
+        )
         known = entry.sha256 or recorded.get(entry.name)
         target = folder / entry.name
         downloader = ResumableDownloader(folder / f".{entry.name}.partial")
         try:
-            path = Path(pooch.retrieve(url, known_hash=f"sha256:{known}" if known else None, fname=entry.name,
-                                       path=folder, downloader=downloader, progressbar=False))
+            path = Path(
+                pooch.retrieve(
+                    url,
+                    known_hash=f"sha256:{known}" if known else None,
+                    fname=entry.name,
+                    path=folder,
+                    downloader=downloader,
+                    progressbar=False,
+                )
+            )
         except ValueError as exc:  # pooch: hash mismatch
             raise DataError(
                 f"{entry.name} of {man.name} does not match its checksum ({exc}). The cached copy at {target} is "
@@ -323,7 +348,9 @@ def fetch(
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise DataError(_offline_message(man, url, folder, exc)) from None
         if entry.size is not None and path.stat().st_size != entry.size:
-            raise DataError(f"{path} has {path.stat().st_size} bytes, the manifest says {entry.size}; delete it and fetch again.")
+            raise DataError(
+                f"{path} has {path.stat().st_size} bytes, the manifest says {entry.size}; delete it and fetch again."
+            )
         if not known:
             _record_hash(folder, entry.name, _sha256(path))
         paths.append(path)
@@ -352,8 +379,16 @@ def fetch_pdb(pdb_id: str, *, cache: str | os.PathLike | None = None, mirror: st
     base = mirror or os.environ.get("NT2C_PDB_MIRROR") or "https://files.rcsb.org/download"
     url = _join(base, f"{pdb_id.upper()}.cif.gz") if "rcsb" in base else _join(base, name)
     try:
-        return Path(pooch.retrieve(url, known_hash=None, fname=name, path=folder,
-                                   downloader=ResumableDownloader(folder / f".{name}.partial"), progressbar=False))
+        return Path(
+            pooch.retrieve(
+                url,
+                known_hash=None,
+                fname=name,
+                path=folder,
+                downloader=ResumableDownloader(folder / f".{name}.partial"),
+                progressbar=False,
+            )
+        )
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataError(
             f"could not download PDB entry {pdb_id} from {url} ({exc}). Offline? Download {pdb_id.upper()}.cif.gz "

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from .errors import ConfigError
+from nt2c.errors import ConfigError
 
 __all__ = ["resolve_device", "seed_everything", "device_report"]
 
@@ -31,9 +31,13 @@ def resolve_device(device: str = "auto"):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'.") from exc
+        raise ConfigError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'."
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'.")
+        raise ConfigError(
+            f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'."
+        )
     return dev
 
 
@@ -54,7 +58,7 @@ def device_report() -> dict:
 
     import torch
 
-    from . import __version__
+    from nt2c import __version__
 
     info = {
         "nt2c": __version__,

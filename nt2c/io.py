@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from nt2c.errors import InputError
 
 __all__ = [
     "atomic_path",
@@ -47,7 +47,9 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; nt2c does not overwrite files. Choose another output or delete it.")
+        raise InputError(
+            f"{path} already exists; nt2c does not overwrite files. Choose another output or delete it."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -89,7 +91,9 @@ def _json_default(obj):
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
-def validate_image(image, *, name: str = "image", ndim: int | tuple[int, ...] = 2, allow_nan: bool = False) -> np.ndarray:
+def validate_image(
+    image, *, name: str = "image", ndim: int | tuple[int, ...] = 2, allow_nan: bool = False
+) -> np.ndarray:
     """Check that ``image`` is a finite real array of the expected rank and return it as float32.
 
     Parameters
@@ -111,7 +115,9 @@ def validate_image(image, *, name: str = "image", ndim: int | tuple[int, ...] = 
     arr = np.asarray(image)
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in allowed:
-        raise InputError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}.")
+        raise InputError(
+            f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}."
+        )
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}).")
     if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
@@ -158,9 +164,15 @@ def read_mrc(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.nd
     try:
         if mrc.data is None:
             raise InputError(f"{path} has an MRC header but no data; the file is truncated or corrupt.")
-        expected = int(np.prod(mrc.data.shape)) * mrc.data.dtype.itemsize + mrc.header.nbytes + mrc.extended_header.nbytes
+        expected = (
+            int(np.prod(mrc.data.shape)) * mrc.data.dtype.itemsize
+            + mrc.header.nbytes
+            + mrc.extended_header.nbytes
+        )
         if path.stat().st_size < expected:
-            raise InputError(f"{path} is truncated ({path.stat().st_size} of {expected} bytes); fetch or copy it again.")
+            raise InputError(
+                f"{path} is truncated ({path.stat().st_size} of {expected} bytes); fetch or copy it again."
+            )
         data = validate_image(np.array(mrc.data), name=str(path), ndim=(2, 3), allow_nan=allow_nan)
         pixel_size = float(mrc.voxel_size.x)
     finally:
@@ -289,7 +301,9 @@ def read_star(path: str | os.PathLike, block: str | None = None) -> dict[str, np
                     rows.append(row.split())
                 i += 1
             if any(len(r) != len(columns) for r in rows):
-                raise InputError(f"{path}: rows of block {current!r} do not match its {len(columns)} columns.")
+                raise InputError(
+                    f"{path}: rows of block {current!r} do not match its {len(columns)} columns."
+                )
             table: dict[str, np.ndarray] = {}
             for j, name in enumerate(columns):
                 values = [r[j] for r in rows]
@@ -299,7 +313,9 @@ def read_star(path: str | os.PathLike, block: str | None = None) -> dict[str, np
                     table[name] = np.array(values, dtype=str)
             return table
         i += 1
-    raise InputError(f"{path} has no loop block{'' if block is None else f' named {block!r}'}; is it a STAR file?")
+    raise InputError(
+        f"{path} has no loop block{'' if block is None else f' named {block!r}'}; is it a STAR file?"
+    )
 
 
 def write_star(

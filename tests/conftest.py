@@ -32,7 +32,7 @@ def shared_data() -> Path:
 @pytest.fixture()
 def run_dir(tmp_path):
     """A fresh run directory with the default parameters."""
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.init_params()
@@ -44,8 +44,8 @@ def model_path(tmp_path):
     """A tiny seeded U-Net saved as safetensors + JSON sidecar (for denoising tests)."""
     import torch
 
-    from nt2c.inference import save_model
-    from nt2c.models.unet import UNet
+    from nt2c.denoiser.inference import save_model
+    from nt2c.denoiser.network import UNet
 
     torch.manual_seed(0)
     weights, _ = save_model(UNet(width=4, depth=3), tmp_path / "model" / "coarse.safetensors")

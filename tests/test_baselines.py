@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nt2c.baselines import (
+from nt2c.errors import InputError
+from nt2c.evaluation.baselines import (
     BASELINES,
     MethodUnavailableError,
     bm3d_denoise,
@@ -15,7 +16,6 @@ from nt2c.baselines import (
     method_status,
     topaz_command,
 )
-from nt2c.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_missing_topaz_and_models_are_reported(monkeypatch, tmp_path):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        "nt2c.baselines.importlib.util.find_spec",
+        "nt2c.evaluation.baselines.importlib.util.find_spec",
         lambda name: None if name == "topaz" else real_find_spec(name),
     )
-    monkeypatch.setattr("nt2c.baselines.shutil.which", lambda name: None)
+    monkeypatch.setattr("nt2c.evaluation.baselines.shutil.which", lambda name: None)
     assert topaz_command() is None
     status = method_status(run=tmp_path)
     assert set(status) == set(BASELINES)
@@ -104,16 +104,16 @@ def test_topaz_failure_is_reported(monkeypatch):
 
 
 def test_nt2c_model_through_inference(tmp_path):
-    """A (tiny, untrained) U-Net saved in a run's models folder is found and run through nt2c.inference."""
-    inference = pytest.importorskip("nt2c.inference")
-    unet = pytest.importorskip("nt2c.models.unet")
+    """A (tiny, untrained) U-Net saved in a run's models folder is found and run through nt2c.denoiser.inference."""
+    inference = pytest.importorskip("nt2c.denoiser.inference")
+    unet = pytest.importorskip("nt2c.denoiser.network")
     import torch
 
     torch.manual_seed(0)
     try:
         model = unet.UNet(width=4)
     except TypeError:
-        pytest.skip("nt2c.models.unet.UNet has another signature")
+        pytest.skip("nt2c.denoiser.network.UNet has another signature")
     inference.save_model(model, tmp_path / "models" / "fine.safetensors")
     image = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
     out = denoise_with(

@@ -43,14 +43,18 @@ def test_user_errors_are_one_line_messages(capsys):
 
 
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "nt2c", "--version"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nt2c", "--version"], capture_output=True, text=True, check=True
+    )
     assert result.stdout.startswith("nt2c ")
 
 
 def test_parser_builds_without_heavy_imports():
     code = "import sys; from nt2c.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False", "a command module imports torch at import time; import it in main()"
+    assert result.stdout.strip() == "False", (
+        "a command module imports torch at import time; import it in main()"
+    )
 
 
 def test_parser_object():

@@ -7,8 +7,19 @@ from nt2c.config import PROFILES, STAGE_MODELS, ExperimentParams, load_params, s
 from nt2c.errors import ConfigError, InputError
 
 PINNED = {
-    "pixel_size_A", "voltage_kV", "cs_mm", "amplitude_contrast", "defocus_um", "astigmatism_um", "dose_e_per_A2",
-    "detector", "ice_thickness_nm", "structural_noise", "image_size_px", "specimen", "n_particles",
+    "pixel_size_A",
+    "voltage_kV",
+    "cs_mm",
+    "amplitude_contrast",
+    "defocus_um",
+    "astigmatism_um",
+    "dose_e_per_A2",
+    "detector",
+    "ice_thickness_nm",
+    "structural_noise",
+    "image_size_px",
+    "specimen",
+    "n_particles",
 }
 
 
@@ -103,10 +114,18 @@ def test_parse_stage_overrides_types_values_and_names_what_is_wrong():
     from nt2c.config import parse_stage_overrides
 
     parsed = parse_stage_overrides(
-        ["extract-noise.threshold=0.5", "train-fine.steps=900", "reweight.noise_source=gan", "train-fine.lr=1e-4"]
+        [
+            "extract-noise.threshold=0.5",
+            "train-fine.steps=900",
+            "reweight.noise_source=gan",
+            "train-fine.lr=1e-4",
+        ]
     )
-    assert parsed == {"extract-noise": {"threshold": 0.5}, "train-fine": {"steps": 900, "lr": 1e-4},
-                      "reweight": {"noise_source": "gan"}}
+    assert parsed == {
+        "extract-noise": {"threshold": 0.5},
+        "train-fine": {"steps": 900, "lr": 1e-4},
+        "reweight": {"noise_source": "gan"},
+    }
     assert isinstance(parsed["train-fine"]["steps"], int)
     assert parse_stage_overrides([]) == {}
     for bad, match in [

@@ -65,9 +65,20 @@ def server(tmp_path):
 def _manifest(tmp_path, monkeypatch, base_url, files=None, pattern=None):
     folder = tmp_path / "manifests"
     folder.mkdir(exist_ok=True)
-    entry = {"name": "TOY", "aliases": ["toy1"], "title": "toy", "specimen": "x", "pdb_id": "1abc",
-             "params": {"pixel_size_A": 1.5}, "sources": {"pixel_size_A": "test"},
-             "files": {"base_url": base_url, **({"list": files} if files else {}), **({"pattern": pattern} if pattern else {})}}
+    entry = {
+        "name": "TOY",
+        "aliases": ["toy1"],
+        "title": "toy",
+        "specimen": "x",
+        "pdb_id": "1abc",
+        "params": {"pixel_size_A": 1.5},
+        "sources": {"pixel_size_A": "test"},
+        "files": {
+            "base_url": base_url,
+            **({"list": files} if files else {}),
+            **({"pattern": pattern} if pattern else {}),
+        },
+    }
     (folder / "toy.yaml").write_text(yaml.safe_dump(entry))
     monkeypatch.setenv("NT2C_MANIFEST_DIR", str(folder))
     monkeypatch.setenv("NT2C_DATA_DIR", str(tmp_path / "cache"))
@@ -127,7 +138,9 @@ def test_fetch_resumes_a_partial_download(server, tmp_path, monkeypatch):
     folder, url, handler = server
     payload = bytes(range(256)) * 400
     (folder / "big.mrc").write_bytes(payload)
-    _manifest(tmp_path, monkeypatch, url, files=[{"name": "big.mrc", "sha256": hashlib.sha256(payload).hexdigest()}])
+    _manifest(
+        tmp_path, monkeypatch, url, files=[{"name": "big.mrc", "sha256": hashlib.sha256(payload).hexdigest()}]
+    )
     cache = tmp_path / "cache" / "TOY"
     cache.mkdir(parents=True)
     (cache / ".big.mrc.partial").write_bytes(payload[:60000])  # an earlier, interrupted download
@@ -147,6 +160,8 @@ def test_fetch_from_local_mirror_folder(tmp_path, monkeypatch):
 
 
 def test_offline_error_says_how_to_place_files(tmp_path, monkeypatch):
-    _manifest(tmp_path, monkeypatch, "http://127.0.0.1:9/", files=[{"name": "a.mrc"}])  # port 9: nothing listens
+    _manifest(
+        tmp_path, monkeypatch, "http://127.0.0.1:9/", files=[{"name": "a.mrc"}]
+    )  # port 9: nothing listens
     with pytest.raises(DataError, match="place them in .*NT2C_DATA_MIRROR"):
         fetch("TOY")

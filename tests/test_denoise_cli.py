@@ -56,7 +56,7 @@ def test_denoise_writes_mrc_with_voxel_size_and_png(tmp_path, model_path, microg
 
 
 def test_normalization_flag_reaches_the_network(tmp_path, model_path):
-    from nt2c.inference import denoise_micrograph, load_model
+    from nt2c.denoiser.inference import denoise_micrograph, load_model
 
     rng = np.random.default_rng(1)
     image = rng.normal(10, 2, (256, 256)).astype(np.float32)
@@ -65,10 +65,15 @@ def test_normalization_flag_reaches_the_network(tmp_path, model_path):
     model = load_model(model_path)
     for mode in ("tiles", "global"):
         out = tmp_path / mode
-        assert main(["denoise", "--model", str(model_path), "-o", str(out), "--normalization", mode, str(src)]) == 0
+        assert (
+            main(["denoise", "--model", str(model_path), "-o", str(out), "--normalization", mode, str(src)])
+            == 0
+        )
         expected = denoise_micrograph(model, image, normalization=mode, show_progress=False)
         np.testing.assert_allclose(read_mrc(out / "c.mrc")[0], expected, atol=1e-4)
-    assert not np.allclose(read_mrc(tmp_path / "tiles" / "c.mrc")[0], read_mrc(tmp_path / "global" / "c.mrc")[0])
+    assert not np.allclose(
+        read_mrc(tmp_path / "tiles" / "c.mrc")[0], read_mrc(tmp_path / "global" / "c.mrc")[0]
+    )
 
 
 def test_unreadable_files_are_reported_and_others_done(tmp_path, model_path, micrographs, capsys):
@@ -153,7 +158,7 @@ def test_missing_model_is_a_clear_error(tmp_path, micrographs, capsys):
 
 
 def test_train_coarse_command_runs_stage(run_dir, capsys):
-    from nt2c.training import toy_pairs
+    from nt2c.denoiser.training import toy_pairs
 
     noisy, clean = toy_pairs(6, 64, seed=0)
     write_mrc(run_dir.simulated / "pairs_noisy.mrcs", noisy, pixel_size_A=1.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import nt2c.inference
+import nt2c.denoiser.inference
 from nt2c.cli import main
 from nt2c.io import read_mrc, write_mrc
 
@@ -23,7 +23,7 @@ def folder(tmp_path):
 @pytest.fixture()
 def counter(monkeypatch):
     """Count calls of denoise_micrograph; ``counter.kill_at = k`` makes call k raise KeyboardInterrupt."""
-    real = nt2c.inference.denoise_micrograph
+    real = nt2c.denoiser.inference.denoise_micrograph
 
     class Counter:
         calls = 0
@@ -35,7 +35,7 @@ def counter(monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(nt2c.inference, "denoise_micrograph", counting)
+    monkeypatch.setattr(nt2c.denoiser.inference, "denoise_micrograph", counting)
     return Counter
 
 

@@ -1,7 +1,7 @@
 """Multi-process (torchrun, Gloo on the CPU) training of the denoiser and of the GAN.
 
 Identical weights on all ranks, falling loss, the same result as a single process, resume; plus the helpers
-of nt2c.distributed outside torchrun.
+of nt2c.run.distributed outside torchrun.
 """
 
 import json
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from nt2c import distributed
 from nt2c.config import stage_config
+from nt2c.denoiser.training import toy_pairs, train_denoiser
 from nt2c.errors import ConfigError, InputError
-from nt2c.training import toy_pairs, train_denoiser
+from nt2c.run import distributed
 
 SETTINGS = dict(
     steps=24, checkpoint_every=8, width=4, batch_size=4, patch_px=32, lr=3e-3, device="cpu", seed=5
@@ -29,9 +29,9 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import torch
     torch.set_num_threads(1)
-    from nt2c import distributed
+    from nt2c.run import distributed
     from nt2c.config import stage_config
-    from nt2c.training import toy_pairs, train_denoiser
+    from nt2c.denoiser.training import toy_pairs, train_denoiser
 
     out, tag, kill_at = Path(sys.argv[1]), sys.argv[3], int(sys.argv[4])
     settings = stage_config("train-coarse", "smoke", **json.loads(sys.argv[2]))
@@ -169,8 +169,8 @@ def test_global_batch_must_split_evenly_across_ranks(monkeypatch):
 
 def test_pipeline_under_torchrun_refuses_single_process_stages(tmp_path, monkeypatch):
     from nt2c.errors import StageError
-    from nt2c.pipeline import run_stage
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
+    from nt2c.run.stages import run_stage
 
     run = RunDir(tmp_path / "run")
     run.init_params()
@@ -203,9 +203,10 @@ GAN_WORKER = textwrap.dedent(
     import json, sys
     import torch
     torch.set_num_threads(1)
-    from nt2c import distributed, noise_model
-    from nt2c.pipeline import run_stage
-    from nt2c.rundir import RunDir
+    from nt2c.run import distributed
+    from nt2c.noise import gan as noise_model
+    from nt2c.run.stages import run_stage
+    from nt2c.run.rundir import RunDir
 
     run, overrides, kill_at = RunDir(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
     held = {}
@@ -221,7 +222,7 @@ GAN_WORKER = textwrap.dedent(
 
     def exact_step_errors():  # float64 gradients of a step on rows r::2 vs the whole batch in one process
         import copy
-        from nt2c.models.gan import Critic, Generator
+        from nt2c.noise.networks import Critic, Generator
 
         torch.manual_seed(0)
         f64 = dict(dtype=torch.float64)
@@ -284,7 +285,7 @@ def _noise_patches(n=20, size=72, seed=4):
 def _gan_run(path):
     """Make a run folder holding noise/patches.mrcs, stamped as if extract-noise had made it."""
     from nt2c.io import write_mrc
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
 
     run = RunDir(path)
     run.init_params()
@@ -343,7 +344,7 @@ def test_gan_two_ranks_match_a_single_process_on_the_global_batch(gan_two_rank_r
     norm uses both ranks' rows.
     """
     from nt2c.io import read_json
-    from nt2c.noise_model import train_gan
+    from nt2c.noise.gan import train_gan
 
     torch.set_num_threads(1)
     run = gan_two_rank_run
@@ -389,7 +390,7 @@ def test_killed_two_rank_gan_training_resumes_to_identical_weights(gan_two_rank_
 
 
 def test_gan_global_batch_must_split_evenly_across_ranks(monkeypatch):
-    from nt2c.noise_model import train_gan
+    from nt2c.noise.gan import train_gan
 
     monkeypatch.setattr(distributed, "init_distributed", lambda device="auto": torch.device("cpu"))
     monkeypatch.setattr(distributed, "world_size", lambda: 3)

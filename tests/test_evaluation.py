@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError, StageError
-from nt2c.evaluation import Micrograph, evaluate, evaluate_run, load_micrograph, read_coords, run_datasets
+from nt2c.evaluation.compare import (
+    Micrograph,
+    evaluate,
+    evaluate_run,
+    load_micrograph,
+    read_coords,
+    run_datasets,
+)
 from nt2c.io import write_mrc, write_star
 
 DIAMETER = 16.0
@@ -140,9 +147,8 @@ def test_figure_functions_run(sim_run):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nt2c.metrics import eq5_regions, frc
-    from nt2c.picking import pick_particles, score_picks
-    from nt2c.picking import threshold_sweep
+    from nt2c.evaluation.metrics import eq5_regions, frc
+    from nt2c.evaluation.picking import pick_particles, score_picks, threshold_sweep
     from nt2c.plots.evaluation import (
         plot_comparison,
         plot_eq5_regions,
@@ -166,7 +172,11 @@ def test_figure_functions_run(sim_run):
             {"clean": (mic.clean, picks, score)}, truth_xy=mic.coords_xy, particle_diameter_px=DIAMETER
         ),
         plot_threshold_sweep(
-            {"raw": threshold_sweep(mic.image, mic.coords_xy, particle_diameter_px=DIAMETER, thresholds=[2.0, 3.0])}
+            {
+                "raw": threshold_sweep(
+                    mic.image, mic.coords_xy, particle_diameter_px=DIAMETER, thresholds=[2.0, 3.0]
+                )
+            }
         ),
     ]
     for fig in figs:
@@ -191,7 +201,7 @@ def test_real_micrograph_against_autopick(shared_data):
 
 def test_run_particle_diameter_comes_from_the_specimen_and_the_run_pixel_size(tmp_path, shared_data):
     from nt2c.config import load_params, save_params
-    from nt2c.evaluation import run_particle_diameter_px
+    from nt2c.evaluation.compare import run_particle_diameter_px
     from nt2c.simulation.specimen import load_specimen
 
     run = tmp_path / "run"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError
-from nt2c.fidelity import (
+from nt2c.noise.fidelity import (
     METRICS,
     autocorrelation,
     fidelity_table,
@@ -132,7 +132,7 @@ def test_bad_input_raises_clear_errors(white):
 
 def test_principal_components_expose_a_low_dimensional_set(white):
     """Patches mixing 3 fixed patterns hold all their variance in 3 components; white noise spreads it out."""
-    from nt2c.fidelity import top_component_fraction
+    from nt2c.noise.fidelity import top_component_fraction
 
     rng = np.random.default_rng(5)
     patterns = rng.normal(size=(3, 64 * 64))

@@ -9,10 +9,9 @@ from scipy.ndimage import gaussian_filter
 
 from nt2c.config import stage_config
 from nt2c.errors import ConfigError, InputError, StageError
-from nt2c.fidelity import noise_fidelity, white_noise_like
 from nt2c.io import read_json, read_mrc, write_mrc
-from nt2c.models.gan import Critic, Generator
-from nt2c.noise_model import (
+from nt2c.noise.fidelity import noise_fidelity, white_noise_like
+from nt2c.noise.gan import (
     blend_noise_patches,
     gradient_penalty,
     load_generator,
@@ -24,6 +23,7 @@ from nt2c.noise_model import (
     train_gan,
     train_gan_stage,
 )
+from nt2c.noise.networks import Critic, Generator
 
 torch.set_num_threads(1)  # the GAN's small convolutions are faster on one thread on a shared machine
 
@@ -299,7 +299,7 @@ def gan_run(run_dir):
 
 
 def test_stage_writes_model_curves_and_fidelity_report(gan_run):
-    from nt2c.pipeline import run_stage
+    from nt2c.run.stages import run_stage
 
     outputs = run_stage("train-gan", gan_run, profile="smoke", device="cpu")
     names = {p.name for p in outputs}
@@ -344,14 +344,14 @@ def test_figures_run(gan_run):
     import matplotlib
 
     matplotlib.use("Agg")
-    from nt2c.noise_model import fidelity_sets
-    from nt2c.pipeline import run_stage
+    from nt2c.noise.gan import fidelity_sets
     from nt2c.plots.noise import (
         plot_fidelity_table,
         plot_gan_curves,
         plot_noise_statistics,
         show_real_vs_generated,
     )
+    from nt2c.run.stages import run_stage
 
     run_stage("train-gan", gan_run, profile="smoke", device="cpu")
     sets, info = fidelity_sets(gan_run, n=8, device="cpu")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nt2c.errors import InputError
-from nt2c.inference import (
+from nt2c.denoiser.inference import (
     blend_weights,
     denoise_micrograph,
     estimate_tile_memory_MB,
@@ -16,7 +15,8 @@ from nt2c.inference import (
     save_model,
     tile_starts,
 )
-from nt2c.models.unet import UNet
+from nt2c.denoiser.network import UNet
+from nt2c.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,9 @@ def test_normalization_ignores_a_contaminant_that_inflates_the_global_std(small_
     g_mean, g_std = normalization_stats(image, mode="global")
     assert g_std > 8 * std and g_mean == pytest.approx(image.mean())
     # smaller than one tile: the whole image's statistics
-    assert normalization_stats(image[:100, :100]) == pytest.approx(normalization_stats(image[:100, :100], mode="global"))
+    assert normalization_stats(image[:100, :100]) == pytest.approx(
+        normalization_stats(image[:100, :100], mode="global")
+    )
     # the network sees the noise at the level it was trained on (std 1 in a typical tile), not at a tenth of it
     for mode, level in (("tiles", 1.0), ("global", std / g_std)):
         tile_stds = []

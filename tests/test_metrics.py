@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError
-from nt2c.metrics import eq5_regions, fit_affine, frc, pearson, psnr, snr_eq5, snr_eq5_terms, ssim
+from nt2c.evaluation.metrics import eq5_regions, fit_affine, frc, pearson, psnr, snr_eq5, snr_eq5_terms, ssim
 
 
 def _with_variance(rng, shape, var, mean=0.0):

@@ -24,7 +24,9 @@ def test_notebook_conventions(path):
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs not stripped"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "outputs not stripped"
+    )
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
     tree = ast.parse(tagged[0].source)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError
-from nt2c.picking import contamination_mask, pick_particles, picking_heatmap, score_picks
+from nt2c.evaluation.picking import contamination_mask, pick_particles, picking_heatmap, score_picks
 
 TRUE_XY = np.array([[40, 40], [120, 60], [200, 50], [60, 150], [150, 140], [210, 210], [90, 220]], float)
 DIAMETER = 20.0
@@ -97,7 +97,7 @@ def test_score_picks_counts():
 
 
 def test_threshold_sweep():
-    from nt2c.picking import threshold_sweep
+    from nt2c.evaluation.picking import threshold_sweep
 
     image = _blobs(1.0)
     sweep = threshold_sweep(image, TRUE_XY, particle_diameter_px=DIAMETER, thresholds=[1.0, 2.5, 50.0])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from nt2c.errors import InputError, StageError
-from nt2c.reweighting import (
+from nt2c.reweighting.fit import (
     crop_pairs,
     fit_coefficients,
     modulate,
@@ -83,7 +82,7 @@ def test_matched_fit_pools_alpha_and_matches_residual_power_exactly():
 
 
 def test_matched_fit_does_not_depend_on_the_internal_chunking(monkeypatch):
-    import nt2c.reweighting as rw
+    import nt2c.reweighting.fit as rw
 
     rng = np.random.default_rng(9)
     S, V = rng.normal(size=(2, 11, 16, 16))
@@ -153,7 +152,7 @@ def test_crop_pairs_keeps_pairs_aligned_and_augments():
     assert X.shape == S.shape == (10, 16, 16)
     np.testing.assert_array_equal(S, 2 * X)
     for x, (src, r, c) in zip(X, origins):
-        np.testing.assert_array_equal(x, noisy[src, r:r + 16, c:c + 16])
+        np.testing.assert_array_equal(x, noisy[src, r : r + 16, c : c + 16])
     assert set(origins[:, 0]) == {0, 1, 2}
     X2, _, origins2 = crop_pairs(noisy, clean, 16, 10, seed=0)
     np.testing.assert_array_equal(origins, origins2)  # seeded
@@ -170,7 +169,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(InputError, match="method"):
         fit_coefficients(a, a, a, method="lsq")
     with pytest.raises(InputError, match="constant"):
-        fit_coefficients(np.random.rand(2, 8, 8), np.ones((2, 8, 8)), np.random.rand(2, 8, 8), method="matched")
+        fit_coefficients(
+            np.random.rand(2, 8, 8), np.ones((2, 8, 8)), np.random.rand(2, 8, 8), method="matched"
+        )
     with pytest.raises(InputError, match="modulation"):
         modulation_map(a, a, mode="gamma")
 
@@ -186,13 +187,14 @@ def _correlated_noise(n, d=32, seed=0):
 @pytest.fixture()
 def fake_gan(monkeypatch):
     """A stand-in for the GAN sampler: correlated noise patches, seeded (GAN training is tested in
-    test_gan.py; here only the stage's contract matters)."""
-    import nt2c.noise_model
+    test_gan.py; here only the stage's contract matters).
+    """
+    import nt2c.noise.gan
 
     def sample_noise_fields(model_path, n, size=None, *, seed=0, device="auto"):
         return _correlated_noise(n, 32 if size is None else size, seed)
 
-    monkeypatch.setattr(nt2c.noise_model, "sample_noise_fields", sample_noise_fields)
+    monkeypatch.setattr(nt2c.noise.gan, "sample_noise_fields", sample_noise_fields)
     return sample_noise_fields
 
 
@@ -209,8 +211,10 @@ def _simulated_pairs(run, n=6, p=48):
     write_mrc(run.noise / "patches.mrcs", _correlated_noise(10, 40, seed=1))
 
 
-@pytest.mark.parametrize(("source", "patch_px", "side"), [("gan", None, 32), ("patches", None, 40),
-                                                         ("patches", 32, 32), ("gan", 48, 48)])
+@pytest.mark.parametrize(
+    ("source", "patch_px", "side"),
+    [("gan", None, 32), ("patches", None, 40), ("patches", 32, 32), ("gan", 48, 48)],
+)
 def test_reweight_stage_writes_the_pinned_artefacts(run_dir, fake_gan, source, patch_px, side):
     from nt2c.config import stage_config
     from nt2c.io import read_json, read_mrc
@@ -239,16 +243,35 @@ def test_reweight_command_runs_through_the_pipeline(run_dir, fake_gan, capsys):
     from nt2c.cli import main
 
     _simulated_pairs(run_dir)
-    run_dir.write_stamp("simulate", [run_dir.simulated / "pairs_noisy.mrcs", run_dir.simulated / "pairs_clean.mrcs"], {})
+    run_dir.write_stamp(
+        "simulate", [run_dir.simulated / "pairs_noisy.mrcs", run_dir.simulated / "pairs_clean.mrcs"], {}
+    )
     run_dir.write_stamp("train-gan", [run_dir.models / "gan.safetensors"], {})
     assert main(["reweight", "--run", str(run_dir.path), "--profile", "smoke", "--method", "paper"]) == 0
     assert "coefficients.csv" in capsys.readouterr().out
     coef = read_coefficients(run_dir.pairs / "coefficients.csv")
     assert len(coef["beta"]) == 16  # the smoke profile's n_pairs
-    assert abs(np.median(coef["beta"])) < np.median(read_coefficients(run_dir.path)["alpha"])  # paper: beta ~ 0
+    assert abs(np.median(coef["beta"])) < np.median(
+        read_coefficients(run_dir.path)["alpha"]
+    )  # paper: beta ~ 0
     # the noise source and the side of the pairs from the command line (GAN samples blended to 48 px)
-    assert main(["reweight", "--run", str(run_dir.path), "--profile", "smoke", "--noise-source", "gan",
-                 "--patch-px", "48", "--force"]) == 0
+    assert (
+        main(
+            [
+                "reweight",
+                "--run",
+                str(run_dir.path),
+                "--profile",
+                "smoke",
+                "--noise-source",
+                "gan",
+                "--patch-px",
+                "48",
+                "--force",
+            ]
+        )
+        == 0
+    )
     from nt2c.io import read_json, read_mrc
 
     assert read_json(run_dir.pairs / "summary.json")["noise_source"] == "gan"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from nt2c import pipeline
 from nt2c.errors import ConfigError, StageError
-from nt2c.rundir import RunDir
+from nt2c.run import stages as pipeline
+from nt2c.run.rundir import RunDir
 
 
 def test_init_params_writes_once_and_refuses_changes(tmp_path):
@@ -52,6 +52,7 @@ def test_run_stage_skips_complete_and_runs_requirements(run_dir, monkeypatch):
             path = run.report / f"{name}.txt"
             path.write_text(f"{name} seed {settings.seed}")
             return [path]
+
         return stage
 
     for name in ("simulate", "train-coarse"):

@@ -8,12 +8,14 @@ import yaml
 
 from nt2c.cli import main
 from nt2c.errors import ConfigError
-from nt2c.runner import list_notebooks, run_notebooks
+from nt2c.tutorial.runner import list_notebooks, run_notebooks
 
 
 def _notebook(path, body):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "quick"\nrun_dir = "x"\nseed = 0', metadata={"tags": ["parameters"]})
+    params = nbformat.v4.new_code_cell(
+        'profile = "quick"\nrun_dir = "x"\nseed = 0', metadata={"tags": ["parameters"]}
+    )
     nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
@@ -23,9 +25,11 @@ def _notebook(path, body):
 def series(tmp_path):
     folder = tmp_path / "books"
     folder.mkdir()
-    _notebook(folder / "01_ok.ipynb",
-              "import pathlib\npathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)\n"
-              "(pathlib.Path(run_dir) / 'seen.txt').write_text(profile)")
+    _notebook(
+        folder / "01_ok.ipynb",
+        "import pathlib\npathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)\n"
+        "(pathlib.Path(run_dir) / 'seen.txt').write_text(profile)",
+    )
     _notebook(folder / "02_fails.ipynb", "raise ValueError('broken on purpose')")
     _notebook(folder / "03_after.ipynb", "print('still runs')")
     (folder / "notes.ipynb").write_text("{}")  # not part of the numbered series
@@ -61,7 +65,19 @@ def test_runner_per_parameter_file_and_cli_exit_code(series, tmp_path, capsys):
         path.write_text(yaml.safe_dump({"pixel_size_A": size}))
         files.append(path)
     out = tmp_path / "batch"
-    argv = ["notebooks", "run", "--profile", "smoke", "--out", str(out), "--notebooks", str(series), "--only", "01", "02"]
+    argv = [
+        "notebooks",
+        "run",
+        "--profile",
+        "smoke",
+        "--out",
+        str(out),
+        "--notebooks",
+        str(series),
+        "--only",
+        "01",
+        "02",
+    ]
     for f in files:
         argv += ["--params", str(f)]
     assert main(argv) == 1  # one notebook failed in each set

@@ -78,7 +78,7 @@ def test_patch_pairs_are_aligned(tmp_path):
 
 
 def test_simulate_stage_smoke(run_dir):
-    from nt2c.pipeline import run_stage
+    from nt2c.run.stages import run_stage
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from nt2c.config import stage_config
-from nt2c.errors import InputError, StageError
-from nt2c.io import write_mrc
-from nt2c.training import (
+from nt2c.denoiser.training import (
     augment_pair,
     lr_at,
     normalize_pair,
@@ -19,6 +17,8 @@ from nt2c.training import (
     train_denoiser,
     train_fine_stage,
 )
+from nt2c.errors import InputError, StageError
+from nt2c.io import write_mrc
 
 
 def _settings(**kw):
@@ -139,7 +139,7 @@ def _write_pairs(folder, n=8, size=64, seed=0):
 
 
 def test_coarse_and_fine_stages_write_their_artefacts(run_dir):
-    from nt2c.inference import load_model
+    from nt2c.denoiser.inference import load_model
 
     params = run_dir.params()
     with pytest.raises(StageError, match="nt2c simulate"):

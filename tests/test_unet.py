@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nt2c.models.unet import UNet, build_model, pad_to_multiple
+from nt2c.denoiser.network import UNet, build_model, pad_to_multiple
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 33, 47), (2, 1, 64, 64), (1, 1, 7, 101), (3, 1, 130, 31)])

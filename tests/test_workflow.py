@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from nt2c.workflow import PIPELINE_STAGES, read_micrograph_list, resolve_micrographs, run_pipeline
+from nt2c.run.pipeline import PIPELINE_STAGES, read_micrograph_list, resolve_micrographs, run_pipeline
 
 
 def _stamp_times(run_path):
@@ -26,7 +26,7 @@ def smoke_run(tmp_path_factory):
 
 def test_run_completes_on_the_embedded_default(smoke_run):
     from nt2c.io import read_json, read_mrc
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
 
     run = RunDir(smoke_run)
     for stage in PIPELINE_STAGES:
@@ -67,8 +67,12 @@ def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
     run_path = tmp_path / "run"
     shutil.copytree(smoke_run, run_path)
     (run_path / "micrographs.txt").write_text((smoke_run / "micrographs.txt").read_text())
-    for path in [run_path / "stamps" / "train-fine.json", *run_path.glob("models/fine*"),
-                 *run_path.glob("checkpoints/*fine*"), *run_path.glob("denoised/*")]:
+    for path in [
+        run_path / "stamps" / "train-fine.json",
+        *run_path.glob("models/fine*"),
+        *run_path.glob("checkpoints/*fine*"),
+        *run_path.glob("denoised/*"),
+    ]:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     kept = _stamp_times(run_path)
     fine = stage_config("train-fine", "smoke")
@@ -102,17 +106,31 @@ def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
 
 def test_set_overrides_one_stage_setting_and_reruns_only_that_stage(smoke_run, tmp_path, capsys):
     from nt2c.cli import main
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
 
     run_path = tmp_path / "run"
     shutil.copytree(smoke_run, run_path)
     kept = {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"}
-    argv = ["run", "--out", str(run_path), "--profile", "smoke", "--device", "cpu", "--set", "train-fine.steps=3"]
+    argv = [
+        "run",
+        "--out",
+        str(run_path),
+        "--profile",
+        "smoke",
+        "--device",
+        "cpu",
+        "--set",
+        "train-fine.steps=3",
+    ]
     assert main(argv) == 0
     assert RunDir(run_path).read_stamp("train-fine")["settings"]["steps"] == 3
     assert {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"} == kept
     assert "[6/6] train-fine: done" in capsys.readouterr().err
-    for bad, match in (("train-fine.stepz=3", "stepz"), ("fine.steps=3", "unknown stage"), ("steps", "STAGE.KEY")):
+    for bad, match in (
+        ("train-fine.stepz=3", "stepz"),
+        ("fine.steps=3", "unknown stage"),
+        ("steps", "STAGE.KEY"),
+    ):
         assert main(["run", "--out", str(run_path), "--profile", "smoke", "--set", bad]) == 2
         assert match in capsys.readouterr().err
 
@@ -139,7 +157,7 @@ def test_other_micrographs_in_an_existing_run_are_refused(smoke_run, tmp_path):
 
 
 def test_gain_map_has_the_requested_pixel_and_banding_statistics():
-    from nt2c.experimental import Departures, gain_map
+    from nt2c.simulation.standins import Departures, gain_map
 
     dep = Departures(gain_pixel_std=0.05, gain_column_std=0.02, gain_row_std=0.0)
     g = gain_map((512, 512), dep, seed=3).astype(np.float64)
@@ -148,7 +166,9 @@ def test_gain_map_has_the_requested_pixel_and_banding_statistics():
     assert columns.std() == pytest.approx(0.02, rel=0.2)
     assert g.mean(axis=1).std() < 0.005  # no row banding asked for
     assert (g - columns[None, :]).std() == pytest.approx(0.05, rel=0.05)
-    np.testing.assert_array_equal(g, gain_map((512, 512), dep, seed=3))  # the same detector for every micrograph
+    np.testing.assert_array_equal(
+        g, gain_map((512, 512), dep, seed=3)
+    )  # the same detector for every micrograph
     from nt2c.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gain_pixel_std"):
@@ -157,9 +177,9 @@ def test_gain_map_has_the_requested_pixel_and_banding_statistics():
 
 def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run):
     """The stand-ins' noise (noisy - clean) exceeds the nominal simulation's, and a second call simulates nothing."""
-    from nt2c.experimental import experimental_entries, simulate_experimental
     from nt2c.io import read_image, read_star
-    from nt2c.rundir import RunDir
+    from nt2c.run.rundir import RunDir
+    from nt2c.simulation.standins import experimental_entries, simulate_experimental
 
     run = RunDir(smoke_run)
     entry = experimental_entries(run)[0]
@@ -182,11 +202,14 @@ def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run)
 def test_fine_variant_trains_the_ablation_in_a_sub_run(smoke_run):
     from nt2c.errors import ConfigError
     from nt2c.io import read_json
-    from nt2c.workflow import fine_variant
+    from nt2c.run.pipeline import fine_variant
 
     own = read_json(smoke_run / "pairs" / "summary.json")
     assert own["noise_source"] == "patches" and own["method"] == "matched"  # the defaults
-    assert fine_variant(smoke_run, "matched", profile="smoke", device="cpu") == smoke_run / "models" / "fine.safetensors"
+    assert (
+        fine_variant(smoke_run, "matched", profile="smoke", device="cpu")
+        == smoke_run / "models" / "fine.safetensors"
+    )
     path = fine_variant(smoke_run, "matched", noise_source="gan", profile="smoke", device="cpu")
     assert path == smoke_run / "ablation" / "matched-gan" / "models" / "fine.safetensors" and path.is_file()
     sub = read_json(smoke_run / "ablation" / "matched-gan" / "pairs" / "summary.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import PROFILES
+from nt2c.config import PROFILES
 
 __all__ = ["add_stage_args", "run_stage_from_args"]
 
@@ -12,9 +12,17 @@ __all__ = ["add_stage_args", "run_stage_from_args"]
 def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
     """Add ``--run``, ``--profile``, ``--seed``, ``--device`` and ``--force``."""
     # --run-dir: the same option under a name that torchrun's own parser does not take for its --run-path
-    parser.add_argument("--run", "--run-dir", dest="run", required=run_required, metavar="RUN",
-                        help="run directory (holds params.yaml); spell it --run-dir under torchrun")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)")
+    parser.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=run_required,
+        metavar="RUN",
+        help="run directory (holds params.yaml); spell it --run-dir under torchrun",
+    )
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's, 0)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true", help="run even if the stage's outputs are complete")
@@ -22,11 +30,18 @@ def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True
 
 def run_stage_from_args(stage: str, args: argparse.Namespace, **overrides) -> int:
     """Run ``stage`` in ``args.run`` and print the files it wrote."""
-    from ..pipeline import run_stage
-    from ..rundir import RunDir
+    from nt2c.run.rundir import RunDir
+    from nt2c.run.stages import run_stage
 
-    outputs = run_stage(stage, RunDir(args.run), profile=args.profile, force=args.force,
-                        seed=args.seed, device=args.device, **overrides)
+    outputs = run_stage(
+        stage,
+        RunDir(args.run),
+        profile=args.profile,
+        force=args.force,
+        seed=args.seed,
+        device=args.device,
+        **overrides,
+    )
     for path in outputs:
         print(path)
     return 0

@@ -117,7 +117,7 @@ def write_png(path: Path, image, *, max_side: int = 1024) -> Path:
     import numpy as np
     from matplotlib import image as mpimg
 
-    from ..io import atomic_path
+    from nt2c.io import atomic_path
 
     factor = max(1, int(np.ceil(max(image.shape) / max_side)))
     ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
@@ -182,10 +182,10 @@ def denoise_files(
     dict
         ``{"denoised", "skipped", "failed", "stopped_early"}`` counts (``stopped_early`` is 0 or 1).
     """
-    from ..errors import InputError, NT2CError
-    from ..inference import denoise_micrograph
-    from ..io import read_image, write_mrc
-    from ..progress import progress
+    from nt2c.denoiser.inference import denoise_micrograph
+    from nt2c.errors import InputError, NT2CError
+    from nt2c.io import read_image, write_mrc
+    from nt2c.progress import progress
 
     counts = {"denoised": 0, "skipped": 0, "failed": 0, "stopped_early": 0}
     for src in progress(files, desc="micrographs", unit="file"):
@@ -238,10 +238,10 @@ def denoise_files(
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import distributed
-    from ..config import stage_config
-    from ..errors import InputError
-    from ..inference import load_model
+    from nt2c.config import stage_config
+    from nt2c.denoiser.inference import load_model
+    from nt2c.errors import InputError
+    from nt2c.run import distributed
 
     settings = stage_config(
         "denoise",

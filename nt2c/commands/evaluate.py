@@ -15,8 +15,8 @@ DESCRIPTION = (
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from ..baselines import BASELINES
-    from ..evaluation import DEFAULT_METHODS
+    from nt2c.evaluation.baselines import BASELINES
+    from nt2c.evaluation.compare import DEFAULT_METHODS
 
     parser.add_argument("--run", required=True, metavar="RUN", help="run directory (models, report folder)")
     parser.add_argument(
@@ -74,7 +74,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate_run
+    from nt2c.evaluation.compare import evaluate_run
 
     result, written = evaluate_run(
         args.run,

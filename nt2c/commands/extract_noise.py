@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_stage_args, run_stage_from_args
+from nt2c.commands._common import add_stage_args, run_stage_from_args
 
 HELP = "cut pure-noise background patches from the run's micrographs (patch-similarity test)"
 DESCRIPTION = (

@@ -14,17 +14,27 @@ DESCRIPTION = (
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", nargs="?", help="dataset name or alias (EMPIAR-10025, EM25, SIM1, ...)")
     parser.add_argument("--list", action="store_true", help="list the datasets and exit")
-    parser.add_argument("--max-files", type=int, default=None, metavar="N", help="fetch only the first N files")
-    parser.add_argument("--mirror", default=None, help="URL or local folder to fetch from instead of the manifest's")
-    parser.add_argument("--cache", default=None, help="cache folder (default: $NT2C_DATA_DIR or the OS cache)")
-    parser.add_argument("--params-out", default=None, metavar="P.yaml",
-                        help="also write the dataset's acquisition parameters as a params.yaml")
+    parser.add_argument(
+        "--max-files", type=int, default=None, metavar="N", help="fetch only the first N files"
+    )
+    parser.add_argument(
+        "--mirror", default=None, help="URL or local folder to fetch from instead of the manifest's"
+    )
+    parser.add_argument(
+        "--cache", default=None, help="cache folder (default: $NT2C_DATA_DIR or the OS cache)"
+    )
+    parser.add_argument(
+        "--params-out",
+        default=None,
+        metavar="P.yaml",
+        help="also write the dataset's acquisition parameters as a params.yaml",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import save_params
-    from ..data import available_datasets, fetch, load_manifest
-    from ..errors import ConfigError
+    from nt2c.config import save_params
+    from nt2c.data import available_datasets, fetch, load_manifest
+    from nt2c.errors import ConfigError
 
     if args.list:
         for name, man in available_datasets().items():

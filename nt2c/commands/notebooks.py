@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import PROFILES
+from nt2c.config import PROFILES
 
 HELP = "run the tutorial notebooks in batch (papermill)"
 DESCRIPTION = (
@@ -19,9 +19,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--profile", choices=PROFILES, default="quick", help="run profile (default: quick)")
     run.add_argument("--out", default="runs/notebooks", help="output folder (default: runs/notebooks)")
     run.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or name prefixes to run")
-    run.add_argument("--params", action="append", metavar="P.yaml",
-                     help="experiment parameter file; repeat to run the series once per file")
-    run.add_argument("--notebooks", default=None, help="folder of the series (default: the repository's notebooks/)")
+    run.add_argument(
+        "--params",
+        action="append",
+        metavar="P.yaml",
+        help="experiment parameter file; repeat to run the series once per file",
+    )
+    run.add_argument(
+        "--notebooks", default=None, help="folder of the series (default: the repository's notebooks/)"
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto")
     run.add_argument("--timeout", type=int, default=None, metavar="S", help="limit for one cell, in seconds")
@@ -30,15 +36,22 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..runner import format_summary, list_notebooks, run_notebooks
+    from nt2c.tutorial.runner import format_summary, list_notebooks, run_notebooks
 
     if args.action == "list":
         for book in list_notebooks():
             print(book.name)
         return 0
     results = run_notebooks(
-        profile=args.profile, out=args.out, only=args.only, params_files=args.params, notebooks_dir=args.notebooks,
-        seed=args.seed, device=args.device, cell_timeout_s=args.timeout, force=args.force,
+        profile=args.profile,
+        out=args.out,
+        only=args.only,
+        params_files=args.params,
+        notebooks_dir=args.notebooks,
+        seed=args.seed,
+        device=args.device,
+        cell_timeout_s=args.timeout,
+        force=args.force,
     )
     print()
     print(format_summary(results))

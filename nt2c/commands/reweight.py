@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_stage_args, run_stage_from_args
+from nt2c.commands._common import add_stage_args, run_stage_from_args
 
 HELP = "build the fine denoiser's training pairs: real noise re-weighted onto simulated clean patches"
 DESCRIPTION = (
@@ -17,17 +17,41 @@ DESCRIPTION = (
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     add_stage_args(parser)
-    parser.add_argument("--method", choices=("paper", "matched"), default=None,
-                        help="coefficient fit (default: matched; paper = Eq. 4 literally, beta ~ 0)")
-    parser.add_argument("--noise-source", choices=("patches", "gan"), default=None,
-                        help="noise transferred: resampled real patches (default) or GAN samples (the paper)")
-    parser.add_argument("--patch-px", type=int, default=None, metavar="PX",
-                        help="side of the pairs in px (default: the profile's; larger than the noise patches "
-                        "blends several of them)")
-    parser.add_argument("--n-pairs", type=int, default=None, metavar="N",
-                        help="number of pairs to synthesize (default: the profile's)")
+    parser.add_argument(
+        "--method",
+        choices=("paper", "matched"),
+        default=None,
+        help="coefficient fit (default: matched; paper = Eq. 4 literally, beta ~ 0)",
+    )
+    parser.add_argument(
+        "--noise-source",
+        choices=("patches", "gan"),
+        default=None,
+        help="noise transferred: resampled real patches (default) or GAN samples (the paper)",
+    )
+    parser.add_argument(
+        "--patch-px",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="side of the pairs in px (default: the profile's; larger than the noise patches "
+        "blends several of them)",
+    )
+    parser.add_argument(
+        "--n-pairs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of pairs to synthesize (default: the profile's)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_stage_from_args("reweight", args, method=args.method, noise_source=args.noise_source,
-                               patch_px=args.patch_px, n_pairs=args.n_pairs)
+    return run_stage_from_args(
+        "reweight",
+        args,
+        method=args.method,
+        noise_source=args.noise_source,
+        patch_px=args.patch_px,
+        n_pairs=args.n_pairs,
+    )

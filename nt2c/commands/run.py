@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import PROFILES
+from nt2c.config import PROFILES
 
 HELP = "run the whole method (simulate ... train-fine), denoise the micrographs and write a report"
 DESCRIPTION = (
@@ -17,30 +17,58 @@ DESCRIPTION = (
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default=None, metavar="P.yaml",
-                        help="acquisition parameters of the micrographs (default: RUN/params.yaml, else the "
-                             "embedded example)")
-    parser.add_argument("--micrographs", nargs="+", default=None, metavar="'DIR/*.mrc'",
-                        help="micrographs to learn the noise from and denoise (paths or quoted glob patterns)")
+    parser.add_argument(
+        "--params",
+        default=None,
+        metavar="P.yaml",
+        help="acquisition parameters of the micrographs (default: RUN/params.yaml, else the "
+        "embedded example)",
+    )
+    parser.add_argument(
+        "--micrographs",
+        nargs="+",
+        default=None,
+        metavar="'DIR/*.mrc'",
+        help="micrographs to learn the noise from and denoise (paths or quoted glob patterns)",
+    )
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory (created, or resumed)")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)"
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage (default 0)")
-    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", dest="overrides",
-                        help="replace one stage setting of the profile, e.g. --set extract-noise.threshold=0.5 "
-                             "--set train-fine.steps=900 (repeatable; a changed setting re-runs its stage)")
-    parser.add_argument("--no-coarse-comparison", action="store_true",
-                        help="do not denoise the micrographs with the coarse model for the report")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        dest="overrides",
+        help="replace one stage setting of the profile, e.g. --set extract-noise.threshold=0.5 "
+        "--set train-fine.steps=900 (repeatable; a changed setting re-runs its stage)",
+    )
+    parser.add_argument(
+        "--no-coarse-comparison",
+        action="store_true",
+        help="do not denoise the micrographs with the coarse model for the report",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import parse_stage_overrides
-    from ..workflow import run_pipeline
+    from nt2c.config import parse_stage_overrides
+    from nt2c.run.pipeline import run_pipeline
 
     overrides = parse_stage_overrides(args.overrides, args.profile)
-    result = run_pipeline(args.params, out=args.out, micrographs=args.micrographs, profile=args.profile,
-                          device=args.device, seed=args.seed, compare_coarse=not args.no_coarse_comparison,
-                          stage_overrides=overrides, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_pipeline(
+        args.params,
+        out=args.out,
+        micrographs=args.micrographs,
+        profile=args.profile,
+        device=args.device,
+        seed=args.seed,
+        compare_coarse=not args.no_coarse_comparison,
+        stage_overrides=overrides,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     for path in result.denoised:
         print(path)
     if not result.did_work:

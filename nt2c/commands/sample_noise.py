@@ -35,9 +35,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``nt2c sample-noise``; returns the exit status."""
-    from ..io import read_json, write_mrc
-    from ..noise_model import sample_noise
-    from ..rundir import RunDir
+    from nt2c.io import read_json, write_mrc
+    from nt2c.noise.gan import sample_noise
+    from nt2c.run.rundir import RunDir
 
     run = RunDir(args.run)
     model = Path(args.model) if args.model else run.path / "models" / "gan.safetensors"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_stage_args, run_stage_from_args
+from nt2c.commands._common import add_stage_args, run_stage_from_args
 
 HELP = "simulate micrographs and clean targets from experiment parameters"
 DESCRIPTION = """Simulate cryo-EM micrographs with the physical simulator (specimen potential, ice, CTF,
@@ -41,9 +41,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``nt2c simulate``."""
-    from ..config import load_params, save_params, stage_config
-    from ..errors import ConfigError, InputError
-    from ..simulation.stage import simulate_dataset
+    from nt2c.config import load_params, save_params, stage_config
+    from nt2c.errors import ConfigError, InputError
+    from nt2c.simulation.stage import simulate_dataset
 
     if bool(args.run) == bool(args.out):
         raise ConfigError(
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         )
     if args.run:
         if args.params:
-            from ..rundir import RunDir
+            from nt2c.run.rundir import RunDir
 
             RunDir(args.run).init_params(args.params)
         overrides = {}

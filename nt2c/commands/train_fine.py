@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import run_stage_from_args
-from .train_coarse import add_train_args, train_overrides
+from nt2c.commands._common import run_stage_from_args
+from nt2c.commands.train_coarse import add_train_args, train_overrides
 
 HELP = "train the fine U-Net denoiser, starting from the coarse one, on the re-weighted pairs"
 DESCRIPTION = (

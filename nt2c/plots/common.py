@@ -35,8 +35,14 @@ def image_grid(n: int, *, ncols: int | None = None, size: float = 3.2):
     return fig, axes
 
 
-def show_images(images: Mapping[str, np.ndarray], *, ncols: int | None = None, size: float = 3.2,
-                percentile: float = 1.0, cmap: str = "gray"):
+def show_images(
+    images: Mapping[str, np.ndarray],
+    *,
+    ncols: int | None = None,
+    size: float = 3.2,
+    percentile: float = 1.0,
+    cmap: str = "gray",
+):
     """Show 2-D images side by side, each with its own robust grey-level range.
 
     Parameters

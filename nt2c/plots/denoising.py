@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .common import display_range
+from nt2c.plots.common import display_range
 
 __all__ = ["plot_unet", "plot_learning_curves", "plot_before_after", "plot_power_spectra", "unet_table"]
 
@@ -114,7 +114,7 @@ def plot_learning_curves(
     Parameters
     ----------
     curves : mapping
-        ``RUN/report/coarse_curves.json`` (see :class:`nt2c.training.TrainResult`).
+        ``RUN/report/coarse_curves.json`` (see :class:`nt2c.denoiser.training.TrainResult`).
     smooth : int
         Moving-average window (steps) of the training loss.
 
@@ -211,7 +211,7 @@ def plot_power_spectra(
     """
     import matplotlib.pyplot as plt
 
-    from ..fidelity import radial_psd
+    from nt2c.noise.fidelity import radial_psd
 
     fig, ax = plt.subplots(figsize=size)
     for name, img in images.items():

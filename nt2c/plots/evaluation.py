@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .common import display_range, image_grid
+from nt2c.plots.common import display_range, image_grid
 
 __all__ = [
     "robust_range",
@@ -200,8 +200,8 @@ def plot_picking(
     Parameters
     ----------
     panels : mapping of str to (image, PickResult, score dict or None)
-        Method label to its output, :func:`nt2c.picking.pick_particles` result and
-        :func:`nt2c.picking.score_picks` score.
+        Method label to its output, :func:`nt2c.evaluation.picking.pick_particles` result and
+        :func:`nt2c.evaluation.picking.score_picks` score.
     truth_xy : numpy.ndarray, shape (n, 2), optional
         True or reference coordinates (x, y), px; missed ones are drawn as yellow crosses.
     particle_diameter_px : float
@@ -254,9 +254,10 @@ def plot_picking(
     return fig
 
 
-def plot_threshold_sweep(sweeps: Mapping[str, dict], *, default_threshold: float = 2.5,
-                         size: tuple[float, float] = (6.0, 3.8)):
-    """Picking F1 against the heat threshold, one curve per method (from :func:`nt2c.picking.threshold_sweep`).
+def plot_threshold_sweep(
+    sweeps: Mapping[str, dict], *, default_threshold: float = 2.5, size: tuple[float, float] = (6.0, 3.8)
+):
+    """Picking F1 against the heat threshold, one curve per method (from :func:`nt2c.evaluation.picking.threshold_sweep`).
 
     Parameters
     ----------

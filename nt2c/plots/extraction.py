@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .common import display_range
+from nt2c.plots.common import display_range
 
 __all__ = ["plot_boxes", "plot_local_ssim", "plot_score_map", "plot_noise_statistics"]
 
@@ -29,12 +29,12 @@ def plot_boxes(
     image : array_like, shape (ny, nx)
         The micrograph to show (raw or enhanced).
     result : NoisePatches
-        From :func:`nt2c.extraction.extract_noise_patches` (selected boxes in green).
+        From :func:`nt2c.extraction.patches.extract_noise_patches` (selected boxes in green).
     particles_xy : array_like, shape (k, 2), optional
         True particle centres (x = column, y = row) in px, drawn as red circles of ``particle_radius_px``.
     show_rejected : bool or sequence of str
         Also draw, dashed, the candidates dropped by these guards (True: ``("outlier", "excluded")``; the
-        names of :data:`nt2c.extraction.STATUS_NAMES`, e.g. ``"overlap"``).
+        names of :data:`nt2c.extraction.patches.STATUS_NAMES`, e.g. ``"overlap"``).
     ax : matplotlib Axes, optional
 
     Returns
@@ -44,7 +44,7 @@ def plot_boxes(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Circle, Rectangle
 
-    from ..extraction import STATUS_NAMES
+    from nt2c.extraction.patches import STATUS_NAMES
 
     image = np.asarray(image)
     if ax is None:
@@ -103,10 +103,10 @@ def plot_local_ssim(
     Parameters
     ----------
     enhanced_unit : array_like, shape (ny, nx)
-        The enhanced micrograph normalised to [0, 1] (:func:`nt2c.extraction.normalize_unit`).
+        The enhanced micrograph normalised to [0, 1] (:func:`nt2c.extraction.patches.normalize_unit`).
     boxes : array_like, shape (k, 2)
         Top-left (row, col) of the patches to show (px).
-    patch_size, n_sub, threshold : as in :func:`~nt2c.extraction.extract_noise_patches`.
+    patch_size, n_sub, threshold : as in :func:`~nt2c.extraction.patches.extract_noise_patches`.
     labels : sequence of str, optional
         A caption per patch.
 
@@ -118,7 +118,7 @@ def plot_local_ssim(
     """
     import matplotlib.pyplot as plt
 
-    from ..extraction import local_patch_ssim
+    from nt2c.extraction.patches import local_patch_ssim
 
     x = np.asarray(enhanced_unit, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=int).reshape(-1, 2)
@@ -159,7 +159,7 @@ def plot_score_map(result, *, ax=None, size: float = 4.5):
     """
     import matplotlib.pyplot as plt
 
-    from ..extraction import STATUS_NAMES
+    from nt2c.extraction.patches import STATUS_NAMES
 
     nr, nc = result.grid_shape
     scores = result.candidate_scores.reshape(nr, nc)
@@ -228,7 +228,7 @@ def plot_noise_statistics(
     """
     import matplotlib.pyplot as plt
 
-    from ..fidelity import radial_psd
+    from nt2c.noise.fidelity import radial_psd
 
     fig, (ax_h, ax_p) = plt.subplots(1, 2, figsize=(2.2 * size, size))
     for label, patches in sets.items():

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .common import display_range
+from nt2c.plots.common import display_range
 
 __all__ = ["show_real_vs_generated", "plot_noise_statistics", "plot_fidelity_table", "plot_gan_curves"]
 
@@ -68,7 +68,7 @@ def plot_noise_statistics(
     Parameters
     ----------
     sets : mapping of str to numpy.ndarray, each (m, d, d)
-        Name to patches, all of the same ``d`` and units (e.g. :func:`nt2c.noise_model.fidelity_sets`).
+        Name to patches, all of the same ``d`` and units (e.g. :func:`nt2c.noise.gan.fidelity_sets`).
     reference : str, optional
         The set drawn in black, thick (default: the first).
     window : int
@@ -84,7 +84,7 @@ def plot_noise_statistics(
     """
     import matplotlib.pyplot as plt
 
-    from ..fidelity import autocorrelation, radial_psd
+    from nt2c.noise.fidelity import autocorrelation, radial_psd
 
     if not sets:
         raise ValueError("no noise sets to plot")
@@ -159,7 +159,7 @@ def plot_gan_curves(curves: Mapping[str, list]):
     Parameters
     ----------
     curves : mapping
-        ``RUN/report/gan_curves.json`` (:attr:`nt2c.noise_model.TrainedGan.curves`).
+        ``RUN/report/gan_curves.json`` (:attr:`nt2c.noise.gan.TrainedGan.curves`).
 
     Returns
     -------

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .common import display_range
+from nt2c.plots.common import display_range
 
 __all__ = ["plot_coefficients", "plot_fit_example", "plot_pairs", "plot_ablation"]
 
@@ -52,8 +52,14 @@ def _panel(ax, image, title):
     ax.set_axis_off()
 
 
-def plot_fit_example(S: np.ndarray, V: np.ndarray, X: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
-                     coefficients: np.ndarray):
+def plot_fit_example(
+    S: np.ndarray,
+    V: np.ndarray,
+    X: np.ndarray,
+    noisy: np.ndarray,
+    clean: np.ndarray,
+    coefficients: np.ndarray,
+):
     """One patch through the re-weighting: inputs S, V, X and outputs Y, T and the transferred noise Y - T.
 
     Parameters
@@ -73,17 +79,28 @@ def plot_fit_example(S: np.ndarray, V: np.ndarray, X: np.ndarray, noisy: np.ndar
 
     a, b, g = np.asarray(coefficients, dtype=float)
     fig, axes = plt.subplots(1, 6, figsize=(15, 2.9))
-    panels = [(S, "S (simulated clean)"), (V, "V (GAN noise)"), (X, "X (simulated noisy)"),
-              (noisy, f"Y = F({a:.2g} S + {b:.2g} V + {g:.3g})"), (clean, "T (target)"),
-              (np.asarray(noisy) - np.asarray(clean), "Y - T (transferred noise)")]
+    panels = [
+        (S, "S (simulated clean)"),
+        (V, "V (GAN noise)"),
+        (X, "X (simulated noisy)"),
+        (noisy, f"Y = F({a:.2g} S + {b:.2g} V + {g:.3g})"),
+        (clean, "T (target)"),
+        (np.asarray(noisy) - np.asarray(clean), "Y - T (transferred noise)"),
+    ]
     for ax, (img, title) in zip(axes, panels):
         _panel(ax, img, title)
     fig.tight_layout()
     return fig
 
 
-def plot_pairs(noisy: np.ndarray, clean: np.ndarray, real: np.ndarray | None = None, *, n: int = 4,
-               real_title: str = "real micrograph patch"):
+def plot_pairs(
+    noisy: np.ndarray,
+    clean: np.ndarray,
+    real: np.ndarray | None = None,
+    *,
+    n: int = 4,
+    real_title: str = "real micrograph patch",
+):
     """Synthesized pairs (noisy above, target below) next to real micrograph patches of the same size.
 
     Parameters
@@ -116,8 +133,12 @@ def plot_pairs(noisy: np.ndarray, clean: np.ndarray, real: np.ndarray | None = N
     return fig
 
 
-def plot_ablation(results: Mapping[str, float | Sequence[float]], *, ylabel: str = "PSNR (dB)",
-                  title: str = "coarse vs fine denoiser"):
+def plot_ablation(
+    results: Mapping[str, float | Sequence[float]],
+    *,
+    ylabel: str = "PSNR (dB)",
+    title: str = "coarse vs fine denoiser",
+):
     """Bar chart of a score per variant (mean, with the individual values as dots when several).
 
     Parameters

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .common import display_range
+from nt2c.plots.common import display_range
 
 __all__ = [
     "plot_specimen",
@@ -105,7 +105,7 @@ def plot_ctf(
     """
     import matplotlib.pyplot as plt
 
-    from ..simulation.ctf import ctf_1d, ctf_2d, ctf_zeros
+    from nt2c.simulation.ctf import ctf_1d, ctf_2d, ctf_zeros
 
     df = defocus_um * 1e4
     ctf = ctf_2d(
@@ -165,7 +165,7 @@ def plot_thon_rings(
     """
     import matplotlib.pyplot as plt
 
-    from ..simulation.ctf import ctf_zeros, radial_power_spectrum
+    from nt2c.simulation.ctf import ctf_zeros, radial_power_spectrum
 
     img = np.asarray(image, dtype=np.float64)
     ps = np.fft.fftshift(np.abs(np.fft.fft2(img - img.mean())) ** 2)
@@ -227,7 +227,7 @@ def plot_detectors(detectors: Sequence[str] = ("ideal", "counting", "k2", "k3", 
     """MTF and DQE of detector presets from 0 to Nyquist."""
     import matplotlib.pyplot as plt
 
-    from ..simulation.detector import detector_curves
+    from nt2c.simulation.detector import detector_curves
 
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name in detectors:

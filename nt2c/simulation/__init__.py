@@ -11,19 +11,31 @@ Modules, in the order of image formation:
 * :mod:`.stage` -- datasets on disk, aligned training patches, the pipeline stage ``simulate``.
 """
 
-from .ctf import ctf_1d, ctf_2d, ctf_zeros, electron_wavelength_A, interaction_constant
-from .detector import DETECTOR_PRESETS, detect, detector_curves, dqe, mtf
-from .ice import ice_mean_inner_potential_V, ice_noise_spectrum, structural_noise
-from .micrograph import (
+from nt2c.simulation.ctf import ctf_1d, ctf_2d, ctf_zeros, electron_wavelength_A, interaction_constant
+from nt2c.simulation.detector import DETECTOR_PRESETS, detect, detector_curves, dqe, mtf
+from nt2c.simulation.ice import ice_mean_inner_potential_V, ice_noise_spectrum, structural_noise
+from nt2c.simulation.micrograph import (
     Micrograph,
     place_particles,
     random_rotations,
     simulate_micrograph,
     specimen_from_params,
 )
-from .potential import K_V_A2, projected_potential, render_particles, scattering_factor
-from .specimen import Specimen, build_builtin_specimen, fetch_structure, load_specimen, read_structure
-from .stage import PatchPairs, cut_patch_pairs, simulate_dataset, simulate_stage, write_micrograph
+from nt2c.simulation.potential import K_V_A2, projected_potential, render_particles, scattering_factor
+from nt2c.simulation.specimen import (
+    Specimen,
+    build_builtin_specimen,
+    fetch_structure,
+    load_specimen,
+    read_structure,
+)
+from nt2c.simulation.stage import (
+    PatchPairs,
+    cut_patch_pairs,
+    simulate_dataset,
+    simulate_stage,
+    write_micrograph,
+)
 
 __all__ = [
     "electron_wavelength_A",

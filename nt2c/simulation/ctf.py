@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from nt2c.errors import ConfigError
 
 __all__ = [
     "electron_wavelength_A",

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from nt2c.errors import ConfigError
 
 __all__ = ["DETECTOR_PRESETS", "detector_curves", "mtf", "dqe", "detect", "expected_counts"]
 

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .potential import K_V_A2, PENG_A, scattering_factor
+from nt2c.simulation.potential import K_V_A2, PENG_A, scattering_factor
 
 __all__ = [
     "WATER_DENSITY_G_CM3",

@@ -27,13 +27,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ExperimentParams, load_params
-from ..errors import ConfigError, InputError
-from .ctf import ctf_phase_2d, electron_wavelength_A, interaction_constant
-from .detector import detect, expected_counts
-from .ice import carbon_mean_inner_potential_V, ice_mean_inner_potential_V, structural_noise, thickness_map_A
-from .potential import _good_size, render_particles
-from .specimen import Specimen, load_specimen
+from nt2c.config import ExperimentParams, load_params
+from nt2c.errors import ConfigError, InputError
+from nt2c.simulation.ctf import ctf_phase_2d, electron_wavelength_A, interaction_constant
+from nt2c.simulation.detector import detect, expected_counts
+from nt2c.simulation.ice import (
+    carbon_mean_inner_potential_V,
+    ice_mean_inner_potential_V,
+    structural_noise,
+    thickness_map_A,
+)
+from nt2c.simulation.potential import _good_size, render_particles
+from nt2c.simulation.specimen import Specimen, load_specimen
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +284,7 @@ def simulate_micrograph(
     """
     import torch
 
-    from ..device import resolve_device
+    from nt2c.device import resolve_device
 
     params = load_params(params) if not isinstance(params, ExperimentParams) else params
     dev = resolve_device(device)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from nt2c.errors import ConfigError, InputError
 
 __all__ = [
     "K_V_A2",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, InputError
-from .potential import ATOMIC_MASS_DA, IMPLICIT_HYDROGENS, PENG_A
+from nt2c.errors import ConfigError, DataError, InputError
+from nt2c.simulation.potential import ATOMIC_MASS_DA, IMPLICIT_HYDROGENS, PENG_A
 
 __all__ = [
     "Specimen",
@@ -231,7 +231,7 @@ def fetch_structure(pdb_id: str, **kwargs) -> Specimen:
     Other keyword arguments go to :func:`read_structure`. Raises :class:`~nt2c.errors.DataError` offline.
     """
     try:
-        from ..data import fetch_pdb
+        from nt2c.data import fetch_pdb
     except ImportError as exc:  # pragma: no cover - the data layer is part of the package
         raise DataError(f"the data layer is unavailable ({exc}); give a local model file instead.") from exc
     try:

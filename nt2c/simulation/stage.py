@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ExperimentParams, SimulateConfig, load_params
-from ..errors import InputError, StageError
-from ..io import read_mrc, write_json, write_mrc, write_star
-from ..progress import progress
-from .micrograph import Micrograph, simulate_micrograph, specimen_from_params
+from nt2c.config import ExperimentParams, SimulateConfig, load_params
+from nt2c.errors import InputError, StageError
+from nt2c.io import read_mrc, write_json, write_mrc, write_star
+from nt2c.progress import progress
+from nt2c.simulation.micrograph import Micrograph, simulate_micrograph, specimen_from_params
 
 __all__ = [
     "micrograph_seed",

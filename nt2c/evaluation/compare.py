@@ -1,14 +1,14 @@
 """Side-by-side evaluation of denoisers: the paper's Table 1, its comparison figures and the picking case.
 
-:func:`evaluate` runs every requested method (:mod:`nt2c.baselines`) on every micrograph of one or more
+:func:`evaluate` runs every requested method (:mod:`nt2c.evaluation.baselines`) on every micrograph of one or more
 *datasets*, times it, and measures its output:
 
-* the Eq. 5 SNR (:func:`nt2c.metrics.snr_eq5`), from signal boxes on the particle coordinates and the nearest
-  particle-free background boxes (:func:`nt2c.metrics.eq5_regions`), the same boxes for every method; the
+* the Eq. 5 SNR (:func:`nt2c.evaluation.metrics.snr_eq5`), from signal boxes on the particle coordinates and the nearest
+  particle-free background boxes (:func:`nt2c.evaluation.metrics.eq5_regions`), the same boxes for every method; the
   pairs of all micrographs of a dataset are pooled into one Eq. 5 sum, as the paper does;
 * where a clean image exists (simulations): PSNR and SSIM after the least-squares affine fit, Pearson
   correlation and the FRC 0.143 / 0.5 crossings against the clean image, averaged over micrographs;
-* particle picking (:func:`nt2c.picking.pick_particles`) scored against the coordinates: precision, recall and
+* particle picking (:func:`nt2c.evaluation.picking.pick_particles`) scored against the coordinates: precision, recall and
   F1 from the true/false positives pooled over the dataset.
 
 Methods that cannot run here (Topaz not installed, NT2C model not trained yet) are skipped with the reason.
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import BASELINES, MethodUnavailableError, denoise_with, method_status
-from .errors import InputError, StageError
+from nt2c.errors import InputError, StageError
+from nt2c.evaluation.baselines import BASELINES, MethodUnavailableError, denoise_with, method_status
 
 __all__ = [
     "Micrograph",
@@ -101,7 +101,7 @@ def read_coords(path: str | os.PathLike) -> np.ndarray:
     -------
     numpy.ndarray, float, shape (n, 2)
     """
-    from .io import read_star
+    from nt2c.io import read_star
 
     table = read_star(path)
     if "rlnCoordinateX" not in table or "rlnCoordinateY" not in table:
@@ -132,7 +132,7 @@ def load_micrograph(
     Without ``clean``/``coords`` the files beside it are used: ``<stem>_clean.mrc`` and ``<stem>_coords.star``
     (the simulator's names) or ``<stem>_autopick.star`` (RELION autopicking).
     """
-    from .io import read_image
+    from nt2c.io import read_image
 
     path = Path(path)
     image, pixel_size = read_image(path)
@@ -228,7 +228,7 @@ class EvaluationResult:
     picks : dict of str to dict of str to PickResult
         The same for the picking results.
     scores : dict of str to dict of str to dict
-        The same for the picking scores (:func:`nt2c.picking.score_picks`).
+        The same for the picking scores (:func:`nt2c.evaluation.picking.score_picks`).
     frcs : dict of str to dict of str to FRCResult
         The same for the FRC curves (when there is a clean image).
     regions : dict of str to Eq5Regions
@@ -272,7 +272,7 @@ class EvaluationResult:
         import csv
         import io as _io
 
-        from .io import atomic_path
+        from nt2c.io import atomic_path
 
         buf = _io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore")
@@ -382,12 +382,14 @@ def _as_datasets(datasets) -> dict[str, list[Micrograph]]:
         out = {"micrographs": list(datasets)}
     out = {k: v for k, v in out.items() if v}
     if not out:
-        raise InputError("no micrographs to evaluate; give at least one (see nt2c.evaluation.run_datasets).")
+        raise InputError(
+            "no micrographs to evaluate; give at least one (see nt2c.evaluation.compare.run_datasets)."
+        )
     for name, mics in out.items():
         for m in mics:
             if not isinstance(m, Micrograph):
                 raise InputError(
-                    f"dataset {name!r} holds a {type(m).__name__}, not an nt2c.evaluation.Micrograph; "
+                    f"dataset {name!r} holds a {type(m).__name__}, not an nt2c.evaluation.compare.Micrograph; "
                     "build them with load_micrograph(path)."
                 )
     return out
@@ -417,7 +419,7 @@ def evaluate(
     particle_diameter_px : float
         Particle diameter (px): sets the Eq. 5 boxes, the picking scale, and twice the match radius.
     methods : sequence of str, optional
-        Keys of :data:`nt2c.baselines.BASELINES` (default :data:`DEFAULT_METHODS`; unavailable ones skipped).
+        Keys of :data:`nt2c.evaluation.baselines.BASELINES` (default :data:`DEFAULT_METHODS`; unavailable ones skipped).
     run : RunDir or path-like, optional
         Run directory holding the NT2C models.
     device : str
@@ -425,7 +427,7 @@ def evaluate(
     picking : bool
         Run and score the mean-shift picking.
     mask_contamination : bool
-        Find large dark objects (:func:`nt2c.picking.contamination_mask`, on the raw micrograph) and leave them out:
+        Find large dark objects (:func:`nt2c.evaluation.picking.contamination_mask`, on the raw micrograph) and leave them out:
         no Eq. 5 box touches them, nothing is picked there, and coordinates on them are not scored.
     polarity : {"dark", "bright"}
         Particle contrast for picking and the contamination mask.
@@ -435,7 +437,7 @@ def evaluate(
     pick_threshold : float
         Heat threshold of the picking (robust sigmas).
     method_options : mapping, optional
-        Extra options passed to :func:`nt2c.baselines.denoise_with` (``sigma_px``, ``stages``, ...).
+        Extra options passed to :func:`nt2c.evaluation.baselines.denoise_with` (``sigma_px``, ``stages``, ...).
     seed : int
         Seed of the picking's point subsampling.
 
@@ -443,9 +445,9 @@ def evaluate(
     -------
     EvaluationResult
     """
-    from .metrics import eq5_regions, frc, pearson, psnr, snr_eq5_terms, ssim
-    from .picking import contamination_mask, pick_particles, score_picks
-    from .progress import progress
+    from nt2c.evaluation.metrics import eq5_regions, frc, pearson, psnr, snr_eq5_terms, ssim
+    from nt2c.evaluation.picking import contamination_mask, pick_particles, score_picks
+    from nt2c.progress import progress
 
     data = _as_datasets(datasets)
     d = float(particle_diameter_px)
@@ -591,8 +593,8 @@ def run_particle_diameter_px(run, *, pixel_size_A: float | None = None) -> float
         Pixel size of the micrographs (A/px; default: the run's ``pixel_size_A``, which describes its micrographs;
         MRC headers often say 1 A/px when the voxel size was never set).
     """
-    from .config import load_params
-    from .errors import NT2CError
+    from nt2c.config import load_params
+    from nt2c.errors import NT2CError
 
     params_path = Path(getattr(run, "path", run)) / "params.yaml"
     if not params_path.is_file():
@@ -603,13 +605,16 @@ def run_particle_diameter_px(run, *, pixel_size_A: float | None = None) -> float
     params = load_params(params_path)
     diameter_A = params.specimen_diameter_A
     if str(params.specimen) != "builtin":
-        from .simulation.specimen import load_specimen
+        from nt2c.simulation.specimen import load_specimen
 
         try:
             diameter_A = 2.0 * load_specimen(params.specimen).centred().radius_A
         except (NT2CError, OSError) as exc:
-            log.warning("could not read the specimen %s (%s): particle diameter from specimen_diameter_A",
-                        params.specimen, exc)
+            log.warning(
+                "could not read the specimen %s (%s): particle diameter from specimen_diameter_A",
+                params.specimen,
+                exc,
+            )
     return float(diameter_A / (pixel_size_A or params.pixel_size_A))
 
 
@@ -653,7 +658,7 @@ def evaluate_run(
     written : list of pathlib.Path
         ``evaluation.csv``, ``evaluation.md`` and the figures.
     """
-    from .rundir import RunDir
+    from nt2c.run.rundir import RunDir
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     data = run_datasets(run, micrographs=micrographs, coords=coords, max_micrographs=max_micrographs)
@@ -662,11 +667,7 @@ def evaluate_run(
             f"{run.path} has no micrographs to evaluate: simulate some first (`nt2c simulate --run "
             f"{run.path}`), list yours in micrographs.txt, or pass --micrographs."
         )
-    d = (
-        particle_diameter_px
-        if particle_diameter_px is not None
-        else run_particle_diameter_px(run)
-    )
+    d = particle_diameter_px if particle_diameter_px is not None else run_particle_diameter_px(run)
     result = evaluate(
         data,
         particle_diameter_px=d,
@@ -682,7 +683,7 @@ def evaluate_run(
     out.mkdir(parents=True, exist_ok=True)
     written = [result.to_csv(out / "evaluation.csv")]
     md = out / "evaluation.md"
-    from .io import atomic_path
+    from nt2c.io import atomic_path
 
     with atomic_path(md) as tmp:
         tmp.write_text("# Denoising evaluation\n\n" + result.to_markdown())
@@ -696,7 +697,7 @@ def write_figures(result: EvaluationResult, out_dir: str | os.PathLike) -> list[
     """Save the comparison, zoom, FRC and picking figures of each dataset as PNG files in ``out_dir``."""
     import matplotlib.pyplot as plt
 
-    from .plots.evaluation import plot_comparison, plot_frc, plot_picking, plot_regions
+    from nt2c.plots.evaluation import plot_comparison, plot_frc, plot_picking, plot_regions
 
     out_dir = Path(out_dir)
     written = []

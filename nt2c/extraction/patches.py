@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InputError, StageError
+from nt2c.errors import InputError, StageError
 
 __all__ = [
     "NoisePatches",
@@ -482,7 +482,7 @@ def extract_noise_patches(
     (divided by the number of pixels), equal to scikit-image's ``structural_similarity`` with a uniform window
     as large as the local patch, ``use_sample_covariance=False`` and ``data_range=1``.
     """
-    from .io import validate_image
+    from nt2c.io import validate_image
 
     raw_arr = validate_image(raw, name="raw micrograph")
     enh_arr = validate_image(enhanced, name="enhanced micrograph")
@@ -908,14 +908,14 @@ def extract_noise_stage(run, settings, params) -> list[Path]:
     """
     import csv
 
-    from .io import atomic_path, read_image, write_mrc
-    from .progress import progress
+    from nt2c.io import atomic_path, read_image, write_mrc
+    from nt2c.progress import progress
 
     micrographs = list_micrographs(run, getattr(settings, "micrographs", None))
     model_path = Path(run.path) / "models" / "coarse.safetensors"
     if not model_path.is_file():
         raise StageError(f"{model_path} is missing; run `nt2c train-coarse --run {run.path}` first.")
-    from .inference import denoise_micrograph, load_model  # lazy: torch
+    from nt2c.denoiser.inference import denoise_micrograph, load_model  # lazy: torch
 
     model = load_model(model_path)
     noise_dir = run.noise
@@ -976,8 +976,8 @@ def _extract_options(settings) -> dict[str, Any]:
 
 
 def _save_boxes_figure(path: Path, image: np.ndarray, result: NoisePatches, *, title: str) -> None:
-    from .io import atomic_path
-    from .plots.extraction import plot_boxes
+    from nt2c.io import atomic_path
+    from nt2c.plots.extraction import plot_boxes
 
     fig = plot_boxes(image, result, title=title)
     try:

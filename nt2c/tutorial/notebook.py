@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import PROFILES, ExperimentParams, load_params
-from .device import resolve_device, seed_everything
-from .errors import ConfigError
-from .progress import set_progress
-from .rundir import RunDir
+from nt2c.config import PROFILES, ExperimentParams
+from nt2c.device import resolve_device, seed_everything
+from nt2c.errors import ConfigError
+from nt2c.progress import set_progress
+from nt2c.run.rundir import RunDir
 
 __all__ = ["setup_notebook", "shared_data_dir"]
 
@@ -71,8 +71,11 @@ def shared_data_dir() -> Path | None:
     """
     candidates = [os.environ.get("NT2C_SHARED_DATA")]
     here = Path(__file__).resolve().parent.parent
-    candidates += [str(here.parent / "shared" / "data"), str(Path.cwd().parent / "shared" / "data"),
-                   str(Path.cwd().parent.parent / "shared" / "data")]
+    candidates += [
+        str(here.parent / "shared" / "data"),
+        str(Path.cwd().parent / "shared" / "data"),
+        str(Path.cwd().parent.parent / "shared" / "data"),
+    ]
     for cand in candidates:
         if cand and Path(cand).is_dir():
             return Path(cand)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from nt2c.errors import InputError
 
 __all__ = [
     "snr_eq5",
@@ -81,7 +81,7 @@ def snr_eq5_terms(
     if len(signal_regions) != len(background_regions):
         raise InputError(
             f"Eq. 5 needs paired regions: got {len(signal_regions)} signal and {len(background_regions)} background "
-            "regions; pass one background region per signal region (see nt2c.metrics.eq5_regions)."
+            "regions; pass one background region per signal region (see nt2c.evaluation.metrics.eq5_regions)."
         )
     if not signal_regions:
         raise InputError("Eq. 5 needs at least one (signal, background) region pair; got none.")
@@ -318,7 +318,7 @@ def eq5_regions(
 # Full-reference metrics
 # ---------------------------------------------------------------------------------------------------------
 def _pair(output, clean) -> tuple[np.ndarray, np.ndarray]:
-    from .io import validate_image
+    from nt2c.io import validate_image
 
     validate_image(output, name="output")  # checks only: the metrics compute in float64 of the given values
     validate_image(clean, name="clean image")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from nt2c.errors import InputError
 
 __all__ = [
     "PickResult",
@@ -103,7 +103,7 @@ def picking_heatmap(image: np.ndarray, *, particle_diameter_px: float, polarity:
     """
     from scipy import ndimage
 
-    from .io import validate_image
+    from nt2c.io import validate_image
 
     x = validate_image(image, name="micrograph").astype(np.float64)
     d = _check_diameter(particle_diameter_px, x.shape)
@@ -142,7 +142,7 @@ def contamination_mask(
     """
     from scipy import ndimage
 
-    from .io import validate_image
+    from nt2c.io import validate_image
 
     x = validate_image(image, name="micrograph").astype(np.float64)
     d = _check_diameter(particle_diameter_px, x.shape)
@@ -216,7 +216,9 @@ def pick_particles(
     else:
         heat = np.asarray(heat, dtype=np.float32)
         if heat.shape != np.shape(image):
-            raise InputError(f"heat has shape {heat.shape}, the micrograph {np.shape(image)}; they must match.")
+            raise InputError(
+                f"heat has shape {heat.shape}, the micrograph {np.shape(image)}; they must match."
+            )
     d = float(particle_diameter_px)
     bandwidth = d / 2.0 if bandwidth_px is None else float(bandwidth_px)
     if bandwidth <= 0:
@@ -373,8 +375,15 @@ def threshold_sweep(
     heat = picking_heatmap(image, particle_diameter_px=particle_diameter_px, polarity=polarity)
     out = {k: np.zeros(ts.size) for k in ("precision", "recall", "f1", "n_picked")}
     for i, t in enumerate(ts):
-        picks = pick_particles(image, particle_diameter_px=particle_diameter_px, threshold=float(t), polarity=polarity,
-                               exclude_mask=exclude_mask, seed=seed, heat=heat)
+        picks = pick_particles(
+            image,
+            particle_diameter_px=particle_diameter_px,
+            threshold=float(t),
+            polarity=polarity,
+            exclude_mask=exclude_mask,
+            seed=seed,
+            heat=heat,
+        )
         score = score_picks(picks.coords_xy, true_xy, radius_px=radius)
         for k in out:
             out[k][i] = score[k]

@@ -14,9 +14,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import PROFILES, load_params
-from .errors import ConfigError, InputError
-from .io import read_json, write_json
+from nt2c.config import PROFILES, load_params
+from nt2c.errors import ConfigError, InputError
+from nt2c.io import read_json, write_json
 
 __all__ = ["NotebookResult", "default_notebook_dir", "list_notebooks", "run_notebooks", "format_summary"]
 
@@ -41,7 +41,9 @@ def default_notebook_dir() -> Path:
     env = os.environ.get("NT2C_NOTEBOOK_DIR")
     folder = Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
     if not folder.is_dir():
-        raise InputError(f"notebook folder {folder} not found; pass --notebooks DIR or set NT2C_NOTEBOOK_DIR.")
+        raise InputError(
+            f"notebook folder {folder} not found; pass --notebooks DIR or set NT2C_NOTEBOOK_DIR."
+        )
     return folder
 
 
@@ -112,7 +114,10 @@ def run_notebooks(
         if len(set(stems)) != len(stems):
             raise ConfigError(f"parameter files must have distinct names, got {stems}.")
     summary_path = out / "summary.json"
-    previous = {(r["dataset"], r["notebook"]): r for r in (read_json(summary_path)["results"] if summary_path.is_file() else [])}
+    previous = {
+        (r["dataset"], r["notebook"]): r
+        for r in (read_json(summary_path)["results"] if summary_path.is_file() else [])
+    }
     timeout = cell_timeout_s or CELL_TIMEOUT_S[profile]
     results: list[NotebookResult] = []
     for dataset, params_file in datasets:
@@ -121,28 +126,47 @@ def run_notebooks(
         executed = base / "executed"
         executed.mkdir(parents=True, exist_ok=True)
         if params_file is not None:
-            from .rundir import RunDir
+            from nt2c.run.rundir import RunDir
 
             RunDir(run_dir).init_params(params_file)
         for book in books:
             target = executed / book.name
             prev = previous.get((dataset, book.name))
-            if (not force and prev and prev["status"] == "passed" and prev.get("profile") == profile
-                    and target.is_file()):
-                results.append(NotebookResult(book.name, dataset, "skipped", 0.0, str(target), "passed before"))
+            if (
+                not force
+                and prev
+                and prev["status"] == "passed"
+                and prev.get("profile") == profile
+                and target.is_file()
+            ):
+                results.append(
+                    NotebookResult(book.name, dataset, "skipped", 0.0, str(target), "passed before")
+                )
                 log(f"[{dataset}] {book.name}: passed before, skipped")
                 continue
             declared = _declared_parameters(book)
-            values = {"profile": profile, "run_dir": str(run_dir), "seed": seed, "device": device, "interactive": False}
+            values = {
+                "profile": profile,
+                "run_dir": str(run_dir),
+                "seed": seed,
+                "device": device,
+                "interactive": False,
+            }
             parameters = {k: v for k, v in values.items() if k in declared}
             log(f"[{dataset}] {book.name}: running ({profile})")
             start = time.perf_counter()
             status, error = "passed", ""
             try:
                 papermill.execute_notebook(
-                    str(book), str(target), parameters=parameters, kernel_name="python3",
-                    execution_timeout=timeout, progress_bar=False, cwd=str(book.parent),
-                    log_output=False, request_save_on_cell_execute=True,
+                    str(book),
+                    str(target),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    execution_timeout=timeout,
+                    progress_bar=False,
+                    cwd=str(book.parent),
+                    log_output=False,
+                    request_save_on_cell_execute=True,
                 )
             except Exception as exc:  # papermill raises PapermillExecutionError, timeouts, dead kernels
                 status = "failed"
@@ -171,15 +195,26 @@ def _save_summary(path: Path, results: list[NotebookResult], previous: dict, pro
             merged[(r.dataset, r.notebook)] = {**asdict(r), "profile": profile}
     rows = sorted(merged.values(), key=lambda r: (r["dataset"], r["notebook"]))
     write_json(path, {"results": rows})
-    (path.parent / "summary.md").write_text(format_summary([NotebookResult(**{k: r[k] for k in (
-        "notebook", "dataset", "status", "seconds", "output", "error")}) for r in rows]) + "\n")
+    (path.parent / "summary.md").write_text(
+        format_summary(
+            [
+                NotebookResult(
+                    **{k: r[k] for k in ("notebook", "dataset", "status", "seconds", "output", "error")}
+                )
+                for r in rows
+            ]
+        )
+        + "\n"
+    )
 
 
 def format_summary(results: list[NotebookResult]) -> str:
     """A Markdown table of notebook, dataset, status and time."""
     lines = ["| dataset | notebook | status | time (s) | error |", "|---|---|---|---:|---|"]
     for r in results:
-        lines.append(f"| {r.dataset} | {r.notebook} | {r.status} | {r.seconds:.1f} | {r.error.replace('|', '/')} |")
+        lines.append(
+            f"| {r.dataset} | {r.notebook} | {r.status} | {r.seconds:.1f} | {r.error.replace('|', '/')} |"
+        )
     failed = sum(r.status == "failed" for r in results)
     lines.append("")
     lines.append(f"{len(results) - failed} passed or skipped, {failed} failed")

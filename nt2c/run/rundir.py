@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentParams, load_params, save_params
-from .errors import ConfigError, StageError
-from .io import read_json, write_json
+from nt2c.config import ExperimentParams, load_params, save_params
+from nt2c.errors import ConfigError, StageError
+from nt2c.io import read_json, write_json
 
 __all__ = ["RunDir"]
 
@@ -46,7 +46,9 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"run directory {self.path} exists and is not a folder; choose another --run/--out.")
+            raise ConfigError(
+                f"run directory {self.path} exists and is not a folder; choose another --run/--out."
+            )
         self.path.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -77,7 +79,9 @@ class RunDir:
     def params_path(self) -> Path:
         return self.path / "params.yaml"
 
-    def init_params(self, params: ExperimentParams | dict | str | os.PathLike | None = None) -> ExperimentParams:
+    def init_params(
+        self, params: ExperimentParams | dict | str | os.PathLike | None = None
+    ) -> ExperimentParams:
         """Write ``RUN/params.yaml`` (or check that the one there agrees) and return the parameters.
 
         Without ``params`` an existing ``params.yaml`` is used, else the defaults (the embedded example).
@@ -119,20 +123,30 @@ class RunDir:
         path = self.stamp_path(stage)
         return read_json(path) if path.is_file() else None
 
-    def write_stamp(self, stage: str, outputs: Iterable[str | os.PathLike], settings: dict[str, Any],
-                    *, seconds: float | None = None) -> Path:
+    def write_stamp(
+        self,
+        stage: str,
+        outputs: Iterable[str | os.PathLike],
+        settings: dict[str, Any],
+        *,
+        seconds: float | None = None,
+    ) -> Path:
         """Record that ``stage`` produced ``outputs`` with ``settings``."""
-        from . import __version__
+        from nt2c import __version__
 
         files = {}
         for out in outputs:
             out = Path(out)
             if not out.exists():
-                raise StageError(f"stage {stage} said it wrote {out}, which does not exist (a bug; please report).")
+                raise StageError(
+                    f"stage {stage} said it wrote {out}, which does not exist (a bug; please report)."
+                )
             try:
                 rel = out.resolve().relative_to(self.path.resolve())
             except ValueError:
-                raise StageError(f"stage {stage} wrote {out}, outside the run directory {self.path} (a bug).") from None
+                raise StageError(
+                    f"stage {stage} wrote {out}, outside the run directory {self.path} (a bug)."
+                ) from None
             files[str(rel)] = out.stat().st_size if out.is_file() else None
         stamp = {
             "stage": stage,

@@ -4,7 +4,7 @@ Loss and data (paper Eq. 1 with p = 2): the mean squared error between the netwo
 and its clean counterpart. Every training crop is z-scored, ``(x - mean(x)) / std(x)``, with the *noisy*
 crop's statistics, and the clean crop is mapped by the same affine transform, so the network learns the clean
 image in its input's units; :func:`nt2c.denoise_micrograph` z-scores a micrograph by the statistics of its
-typical training-sized tile (:func:`nt2c.inference.normalization_stats`) to match. Augmentation
+typical training-sized tile (:func:`nt2c.denoiser.inference.normalization_stats`) to match. Augmentation
 applies one of the eight flips/90-degree rotations to both images of a pair alike; noisy and clean are never
 swapped (a bug of the public reference code, where the target then is a noisy image half of the time).
 
@@ -30,7 +30,7 @@ on its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), an
 so a step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints,
 weights and curves (the others wait at a barrier); every rank resumes from the same checkpoint. The stages a
 training needs must be complete before a ``torchrun`` launch (run them without torchrun); the GAN
-(``train-gan``) also trains under torchrun, with the same conventions (see :mod:`nt2c.noise_model`).
+(``train-gan``) also trains under torchrun, with the same conventions (see :mod:`nt2c.noise.gan`).
 Spell the run folder ``--run-dir`` there: torchrun's own parser takes ``--run`` for its ``--run-path``.
 """
 
@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, StageError
-from .io import atomic_path, read_mrc, write_json
+from nt2c.errors import InputError, StageError
+from nt2c.io import atomic_path, read_mrc, write_json
 
 __all__ = [
     "TrainResult",
@@ -287,10 +287,10 @@ def train_denoiser(
     """
     import torch
 
-    from . import distributed as ddp
-    from .device import seed_everything
-    from .models.unet import UNet, build_model
-    from .progress import progress
+    from nt2c.denoiser.network import UNet, build_model
+    from nt2c.device import seed_everything
+    from nt2c.progress import progress
+    from nt2c.run import distributed as ddp
 
     start_time = time.perf_counter()
     noisy = np.asarray(noisy, dtype=np.float32)
@@ -532,8 +532,8 @@ def _finish(
     source: str,
     extra: dict | None = None,
 ) -> list[Path]:
-    from . import distributed as ddp
-    from .inference import save_model
+    from nt2c.denoiser.inference import save_model
+    from nt2c.run import distributed as ddp
 
     if not ddp.is_main():  # rank 0 writes the artefacts; the others return their paths once they exist
         ddp.barrier()
@@ -588,7 +588,7 @@ def train_fine_stage(run, settings, params) -> list[Path]:
     ignored with a warning). Writes ``RUN/models/fine.safetensors`` + ``fine.json`` and
     ``RUN/report/fine_curves.json``; checkpoints go to ``RUN/checkpoints/fine.pt``.
     """
-    from .inference import load_model
+    from nt2c.denoiser.inference import load_model
 
     coarse_path = run.models / "coarse.safetensors"
     if not coarse_path.is_file():

@@ -11,7 +11,7 @@ method            what it does
                   level estimated from the micrograph itself (:func:`estimate_noise_sigma`)
 ``topaz``         Topaz-Denoise's pretrained model (``unet`` by default) run by the ``topaz-em`` program in a
                   separate process. Topaz is GPL-3.0: nt2c never imports or ships it, it only calls it
-``nt2c-coarse``   the coarse NT2C denoiser (``RUN/models/coarse.safetensors``) through :mod:`nt2c.inference`
+``nt2c-coarse``   the coarse NT2C denoiser (``RUN/models/coarse.safetensors``) through :mod:`nt2c.denoiser.inference`
 ``nt2c-fine``     the fine NT2C denoiser (``RUN/models/fine.safetensors``)
 ================  ==========================================================================================
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, StageError
+from nt2c.errors import InputError, StageError
 
 __all__ = [
     "BASELINES",
@@ -73,7 +73,7 @@ class MethodUnavailableError(StageError):
 # Classical filters
 # ---------------------------------------------------------------------------------------------------------
 def _image(image) -> np.ndarray:
-    from .io import validate_image
+    from nt2c.io import validate_image
 
     return validate_image(image, name="micrograph")
 
@@ -269,8 +269,8 @@ def topaz_denoise(
     -------
     numpy.ndarray, float32, shape (ny, nx)
     """
-    from .device import resolve_device
-    from .io import read_image, write_mrc
+    from nt2c.device import resolve_device
+    from nt2c.io import read_image, write_mrc
 
     cmd = topaz_command()
     if cmd is None:
@@ -323,7 +323,7 @@ def topaz_denoise(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# NT2C models (through nt2c.inference, written by the denoiser stage)
+# NT2C models (through nt2c.denoiser.inference, written by the denoiser stage)
 # ---------------------------------------------------------------------------------------------------------
 _MODEL_CACHE: dict[tuple[str, float], object] = {}
 
@@ -340,8 +340,10 @@ def _nt2c_model_path(which: str, run=None, model_path=None) -> Path:
 
 
 def _nt2c_unavailable(which: str, run=None, model_path=None) -> str | None:
-    if importlib.util.find_spec("nt2c.inference") is None:
-        return "nt2c.inference is not part of this installation yet (the denoiser module is missing)."
+    if importlib.util.find_spec("nt2c.denoiser.inference") is None:
+        return (
+            "nt2c.denoiser.inference is not part of this installation yet (the denoiser module is missing)."
+        )
     try:
         path = _nt2c_model_path(which, run, model_path)
     except MethodUnavailableError as exc:
@@ -368,7 +370,7 @@ def nt2c_denoise(
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
     **options
-        Passed to :func:`nt2c.inference.denoise_micrograph` (``tile``, ``overlap``, ...).
+        Passed to :func:`nt2c.denoiser.inference.denoise_micrograph` (``tile``, ``overlap``, ...).
 
     Returns
     -------
@@ -377,7 +379,7 @@ def nt2c_denoise(
     reason = _nt2c_unavailable(which, run, model_path)
     if reason:
         raise MethodUnavailableError(f"nt2c-{which}: {reason}")
-    inference = importlib.import_module("nt2c.inference")
+    inference = importlib.import_module("nt2c.denoiser.inference")
     path = _nt2c_model_path(which, run, model_path)
     key = (str(path.resolve()), path.stat().st_mtime)
     model = _MODEL_CACHE.get(key)

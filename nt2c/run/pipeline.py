@@ -1,7 +1,7 @@
 """The whole NT2C method in one call: ``nt2c run`` / :func:`run_pipeline`.
 
 Order: simulate -> train-coarse -> extract-noise -> train-gan -> reweight -> train-fine (each through
-:func:`nt2c.pipeline.run_stage`, which skips complete stages and resumes from disk), then the user's micrographs
+:func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from disk), then the user's micrographs
 are denoised with the fine model into ``RUN/denoised/`` and a short report is written to ``RUN/report/``:
 ``report.md`` and ``report.json`` (parameters, seconds per stage from ``RUN/stamps/``, noise fidelity from
 ``RUN/report/noise_fidelity.json`` when the GAN stage wrote it, PSNR against the clean image for the simulated
@@ -27,17 +27,32 @@ from typing import Any
 
 import numpy as np
 
-from .config import PROFILES, ExperimentParams, stage_config
-from .errors import ConfigError, InputError, NT2CError
-from .io import read_image, read_json, write_json, write_mrc
-from .rundir import RunDir
+from nt2c.config import PROFILES, ExperimentParams, stage_config
+from nt2c.errors import ConfigError, InputError, NT2CError
+from nt2c.io import read_image, read_json, write_json, write_mrc
+from nt2c.run.rundir import RunDir
 
-__all__ = ["PIPELINE_STAGES", "PipelineResult", "run_pipeline", "resolve_micrographs", "read_micrograph_list",
-           "fine_variant", "stage_timings", "write_report"]
+__all__ = [
+    "PIPELINE_STAGES",
+    "PipelineResult",
+    "run_pipeline",
+    "resolve_micrographs",
+    "read_micrograph_list",
+    "fine_variant",
+    "stage_timings",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
-PIPELINE_STAGES: tuple[str, ...] = ("simulate", "train-coarse", "extract-noise", "train-gan", "reweight", "train-fine")
+PIPELINE_STAGES: tuple[str, ...] = (
+    "simulate",
+    "train-coarse",
+    "extract-noise",
+    "train-gan",
+    "reweight",
+    "train-fine",
+)
 
 
 @dataclass
@@ -94,15 +109,19 @@ def resolve_micrographs(micrographs: str | os.PathLike | Sequence[str | os.PathL
     """
     items = [micrographs] if isinstance(micrographs, (str, os.PathLike)) else list(micrographs)
     if not items:
-        raise InputError("no micrographs given; pass --micrographs 'DIR/*.mrc' or leave it out for the embedded default.")
+        raise InputError(
+            "no micrographs given; pass --micrographs 'DIR/*.mrc' or leave it out for the embedded default."
+        )
     found: list[Path] = []
     for item in items:
         text = os.path.expanduser(os.fspath(item))
         if glob.has_magic(text):
             matches = sorted(glob.glob(text))
             if not matches:
-                raise InputError(f"--micrographs {text!r} matches no file; check the folder and the pattern "
-                                 "(quote it so the shell does not expand it).")
+                raise InputError(
+                    f"--micrographs {text!r} matches no file; check the folder and the pattern "
+                    "(quote it so the shell does not expand it)."
+                )
             found += [Path(m) for m in matches]
         else:
             path = Path(text)
@@ -118,23 +137,35 @@ def read_micrograph_list(run: RunDir) -> list[Path]:
     path = run.path / "micrographs.txt"
     if not path.is_file():
         return []
-    return [Path(line.strip()) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        Path(line.strip())
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def _write_micrograph_list(run: RunDir, paths: list[Path]) -> None:
-    from .io import atomic_path
+    from nt2c.io import atomic_path
 
     with atomic_path(run.path / "micrographs.txt") as tmp:
         tmp.write_text("".join(f"{p}\n" for p in paths))
 
 
-def _set_micrographs(run: RunDir, params: ExperimentParams, micrographs, *, profile: str, seed: int, device: str,
-                     echo: Callable[[str], None]) -> list[Path]:
+def _set_micrographs(
+    run: RunDir,
+    params: ExperimentParams,
+    micrographs,
+    *,
+    profile: str,
+    seed: int,
+    device: str,
+    echo: Callable[[str], None],
+) -> list[Path]:
     listed = read_micrograph_list(run)
     if micrographs is None:
         if listed:
             return listed
-        from .experimental import simulate_experimental
+        from nt2c.simulation.standins import simulate_experimental
 
         echo("simulating the embedded default's 'experimental' micrographs (RUN/experimental/)")
         paths = simulate_experimental(run, params, profile=profile, seed=seed, device=device)
@@ -184,7 +215,7 @@ def run_pipeline(
     micrographs : str, path-like or sequence, optional
         The user's micrographs: paths or glob patterns (``'DIR/*.mrc'``). None: those listed in
         ``RUN/micrographs.txt`` by an earlier call, else the embedded default's simulated stand-ins
-        (:func:`nt2c.experimental.simulate_experimental`).
+        (:func:`nt2c.simulation.standins.simulate_experimental`).
     profile : {"smoke", "quick", "full"}
         Sizes and lengths of every stage.
     device : str
@@ -206,23 +237,26 @@ def run_pipeline(
     """
     if profile not in PROFILES:
         raise ConfigError(f"profile = {profile!r}: unknown profile; use one of {', '.join(PROFILES)}.")
-    from .device import resolve_device
+    from nt2c.device import resolve_device
 
     resolve_device(device)
     echo = echo or log.info
     run = RunDir(out)
     params = run.init_params(params)
     result = PipelineResult(run=run)
-    result.micrographs = _set_micrographs(run, params, micrographs, profile=profile, seed=seed, device=device,
-                                          echo=echo)
+    result.micrographs = _set_micrographs(
+        run, params, micrographs, profile=profile, seed=seed, device=device, echo=echo
+    )
 
-    from .pipeline import run_stage
+    from nt2c.run.stages import run_stage
 
     stage_overrides = dict(stage_overrides or {})
     unknown = set(stage_overrides) - set(PIPELINE_STAGES) - {"denoise"}
     if unknown:
-        raise ConfigError(f"stage_overrides names unknown stage(s) {sorted(unknown)}; stages are "
-                          f"{', '.join(PIPELINE_STAGES)} and denoise.")
+        raise ConfigError(
+            f"stage_overrides names unknown stage(s) {sorted(unknown)}; stages are "
+            f"{', '.join(PIPELINE_STAGES)} and denoise."
+        )
     for k, name in enumerate(PIPELINE_STAGES, 1):
         before = _stamp_signature(run, name)
         start = time.perf_counter()
@@ -232,17 +266,28 @@ def run_pipeline(
         result.seconds[name] = round(seconds, 3) if ran else 0.0
         if ran:
             result.stages_run.append(name)
-        echo(f"[{k}/{len(PIPELINE_STAGES)}] {name}: " + (f"done in {seconds:.1f} s" if ran else "complete, skipped"))
+        echo(
+            f"[{k}/{len(PIPELINE_STAGES)}] {name}: "
+            + (f"done in {seconds:.1f} s" if ran else "complete, skipped")
+        )
 
-    settings = stage_config("denoise", profile, seed=seed, device=device, **dict(stage_overrides.get("denoise", {})))
+    settings = stage_config(
+        "denoise", profile, seed=seed, device=device, **dict(stage_overrides.get("denoise", {}))
+    )
     fine_path = run.models / "fine.safetensors"
     denoised, new, failed = _denoise_all(result.micrographs, fine_path, run.denoised, settings, echo=echo)
     result.denoised, result.newly_denoised, result.failed = denoised, new, failed
     coarse_outputs: dict[Path, Path] = {}
     if compare_coarse:
         coarse_dir = run.report / "coarse"
-        coarse_list, coarse_new, _ = _denoise_all(result.micrographs, run.models / "coarse.safetensors", coarse_dir,
-                                                  settings, echo=echo, label="coarse")
+        coarse_list, coarse_new, _ = _denoise_all(
+            result.micrographs,
+            run.models / "coarse.safetensors",
+            coarse_dir,
+            settings,
+            echo=echo,
+            label="coarse",
+        )
         result.newly_denoised += coarse_new
         coarse_outputs = {Path(m): c for m, c in zip(_readable(result.micrographs, failed), coarse_list)}
     result.report, result.report_written = write_report(run, result, coarse=coarse_outputs, profile=profile)
@@ -261,10 +306,17 @@ def _output_names(micrographs: list[Path]) -> list[str]:
     return [f"{k:04d}_{s}" for k, s in enumerate(stems)]
 
 
-def _denoise_all(micrographs: list[Path], model_path: Path, out_dir: Path, settings, *,
-                 echo: Callable[[str], None], label: str = "fine") -> tuple[list[Path], list[Path], dict[str, str]]:
+def _denoise_all(
+    micrographs: list[Path],
+    model_path: Path,
+    out_dir: Path,
+    settings,
+    *,
+    echo: Callable[[str], None],
+    label: str = "fine",
+) -> tuple[list[Path], list[Path], dict[str, str]]:
     """Denoise each micrograph with ``model_path`` into ``out_dir/<name>.mrc``, skipping up-to-date outputs."""
-    from .inference import denoise_micrograph, load_model
+    from nt2c.denoiser.inference import denoise_micrograph, load_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model = None
@@ -284,9 +336,15 @@ def _denoise_all(micrographs: list[Path], model_path: Path, out_dir: Path, setti
         if model is None:
             model = load_model(model_path)
         start = time.perf_counter()
-        result = denoise_micrograph(model, image, device=settings.device, tile=settings.tile,
-                                    overlap=settings.overlap, batch_size=settings.batch_size,
-                                    normalization=settings.normalization)
+        result = denoise_micrograph(
+            model,
+            image,
+            device=settings.device,
+            tile=settings.tile,
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            normalization=settings.normalization,
+        )
         write_mrc(target, np.asarray(result, dtype=np.float32), pixel_size_A=pixel_size, overwrite=True)
         echo(f"denoised ({label}) {mic} -> {target} in {time.perf_counter() - start:.1f} s")
         outputs.append(target)
@@ -303,7 +361,9 @@ def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
 
     stamp = src.read_stamp(stage)
     if not stamp:
-        raise ConfigError(f"stage {stage} has not run in {src.path}; run it first (`nt2c {stage} --run {src.path}`).")
+        raise ConfigError(
+            f"stage {stage} has not run in {src.path}; run it first (`nt2c {stage} --run {src.path}`)."
+        )
     for rel in [*stamp.get("outputs", {}), str(src.stamp_path(stage).relative_to(src.path))]:
         a, b = src.path / rel, dst.path / rel
         if b.exists() or not a.exists():
@@ -318,8 +378,15 @@ def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
             shutil.copy2(a, b)
 
 
-def fine_variant(run: RunDir | str | os.PathLike, method: str, *, noise_source: str | None = None,
-                 profile: str = "quick", seed: int = 0, device: str = "auto") -> Path:
+def fine_variant(
+    run: RunDir | str | os.PathLike,
+    method: str,
+    *,
+    noise_source: str | None = None,
+    profile: str = "quick",
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
     """The fine model trained on pairs re-weighted with ``method`` and ``noise_source`` (the ablation).
 
     When ``run``'s own pairs were made that way this is ``RUN/models/fine.safetensors`` (trained if needed).
@@ -331,19 +398,19 @@ def fine_variant(run: RunDir | str | os.PathLike, method: str, *, noise_source: 
     ----------
     run : RunDir or path-like
     method : {"paper", "matched"}
-        Coefficient fit (:func:`nt2c.reweighting.fit_coefficients`).
+        Coefficient fit (:func:`nt2c.reweighting.fit.fit_coefficients`).
     noise_source : {"patches", "gan"} or None
         Where the transferred noise comes from; None: the run's own.
     profile, seed, device
-        As for :func:`nt2c.pipeline.run_stage`.
+        As for :func:`nt2c.run.stages.run_stage`.
 
     Returns
     -------
     pathlib.Path
         The fine model's ``.safetensors`` file.
     """
-    from .pipeline import run_stage
-    from .reweighting import METHODS, NOISE_SOURCES
+    from nt2c.reweighting.fit import METHODS, NOISE_SOURCES
+    from nt2c.run.stages import run_stage
 
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: use one of {', '.join(METHODS)}.")
@@ -410,8 +477,9 @@ def stage_timings(run: RunDir) -> dict[str, float | None]:
     return out
 
 
-def write_report(run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path] | None = None,
-                 profile: str = "quick") -> tuple[Path, bool]:
+def write_report(
+    run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path] | None = None, profile: str = "quick"
+) -> tuple[Path, bool]:
     """Write ``RUN/report/report.md``, ``report.json`` and the before/after figures, unless up to date.
 
     Returns
@@ -432,7 +500,7 @@ def write_report(run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path
         except InputError:
             pass
 
-    from .metrics import psnr
+    from nt2c.evaluation.metrics import psnr
 
     params = run.params()
     timings = stage_timings(run)
@@ -476,7 +544,7 @@ def write_report(run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path
         "failed": result.failed,
     }
     write_json(json_path, summary)
-    from .io import atomic_path
+    from nt2c.io import atomic_path
 
     with atomic_path(md_path) as tmp:
         tmp.write_text(_markdown(summary))
@@ -490,7 +558,7 @@ def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .plots.common import display_range
+    from nt2c.plots.common import display_range
 
     ny, nx = next(iter(images.values())).shape
     c = max(16, min(crop_px, ny // 2, nx // 2))  # the bottom row is always a zoom
@@ -498,13 +566,13 @@ def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: 
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 6.0), squeeze=False)
     for j, (title, image) in enumerate(images.items()):
-        for i, img in enumerate((image, image[r0:r0 + c, c0:c0 + c])):
+        for i, img in enumerate((image, image[r0 : r0 + c, c0 : c0 + c])):
             lo, hi = display_range(img)
             axes[i, j].imshow(img, cmap="gray", vmin=lo, vmax=hi)
             axes[i, j].set_axis_off()
         axes[0, j].set_title(title)
     fig.tight_layout()
-    from .io import atomic_path
+    from nt2c.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
@@ -512,11 +580,21 @@ def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: 
 
 
 def _markdown(summary: dict) -> str:
-    lines = ["# NT2C run report", "", f"Profile `{summary['profile']}`, written {summary['written']}.", "",
-             "## Parameters", "", "| key | value |", "|---|---|"]
+    lines = [
+        "# NT2C run report",
+        "",
+        f"Profile `{summary['profile']}`, written {summary['written']}.",
+        "",
+        "## Parameters",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {json.dumps(v)} |" for k, v in summary["params"].items()]
     lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {'-' if v is None else f'{v:.1f}'} |" for k, v in summary["seconds_per_stage"].items()]
+    lines += [
+        f"| {k} | {'-' if v is None else f'{v:.1f}'} |" for k, v in summary["seconds_per_stage"].items()
+    ]
     lines += [f"| **total** | {summary['total_stage_seconds']:.1f} |", ""]
     fidelity = summary.get("noise_fidelity")
     if fidelity:
@@ -524,8 +602,12 @@ def _markdown(summary: dict) -> str:
         rows = fidelity.get("rows") if isinstance(fidelity, dict) else None
         if isinstance(rows, dict) and rows:
             keys = ("psd_log_ratio_db", "ks_statistic", "wasserstein", "acf_mad")
-            lines += [f"Against {fidelity.get('reference', 'held-out real noise')} (lower is closer):", "",
-                      "| noise | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+            lines += [
+                f"Against {fidelity.get('reference', 'held-out real noise')} (lower is closer):",
+                "",
+                "| noise | " + " | ".join(keys) + " |",
+                "|---|" + "---|" * len(keys),
+            ]
             for name, row in rows.items():
                 cells = [f"{row[k]:.3g}" if isinstance(row.get(k), (int, float)) else "-" for k in keys]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -534,16 +616,22 @@ def _markdown(summary: dict) -> str:
             lines += ["```json", json.dumps(fidelity, indent=2), "```", ""]
     if summary.get("pairs"):
         p = summary["pairs"]
-        lines += ["## Re-weighted pairs", "",
-                  f"method `{p['method']}`, noise from `{p.get('noise_source', 'gan')}`, {p['n_pairs']} pairs of "
-                  f"{p['patch_px']} px; median alpha {p['median']['alpha']:.3g}, beta {p['median']['beta']:.3g}, "
-                  f"gamma {p['median']['gamma']:.3g}.", ""]
+        lines += [
+            "## Re-weighted pairs",
+            "",
+            f"method `{p['method']}`, noise from `{p.get('noise_source', 'gan')}`, {p['n_pairs']} pairs of "
+            f"{p['patch_px']} px; median alpha {p['median']['alpha']:.3g}, beta {p['median']['beta']:.3g}, "
+            f"gamma {p['median']['gamma']:.3g}.",
+            "",
+        ]
     lines += ["## Micrographs", ""]
     for row in summary["micrographs"]:
         lines.append(f"- `{row['micrograph']}` -> `{row['denoised']}` (figure `{row['figure']}`)")
         if "psnr_db" in row:
-            lines.append("  PSNR against the clean image (dB, scale and offset fitted): "
-                         + ", ".join(f"{k} {v:.2f}" for k, v in row["psnr_db"].items()))
+            lines.append(
+                "  PSNR against the clean image (dB, scale and offset fitted): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in row["psnr_db"].items())
+            )
         lines.append(f"  ![before/after]({row['figure']})")
     for mic, why in summary.get("failed", {}).items():
         lines.append(f"- `{mic}`: not denoised ({why})")

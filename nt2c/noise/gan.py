@@ -35,7 +35,7 @@ evaluation mode: each generated patch then depends only on its own latent vector
 Multi-GPU (``torchrun``)
 ------------------------
 Launched by ``torchrun`` the stage trains on N processes (one per GPU, ``cuda:LOCAL_RANK``; NCCL on CUDA,
-Gloo on the CPU) with the conventions of :mod:`nt2c.training`::
+Gloo on the CPU) with the conventions of :mod:`nt2c.denoiser.training`::
 
     torchrun --nproc-per-node 4 -m nt2c train-gan --run-dir RUN --profile full
 
@@ -67,7 +67,7 @@ with bit-identical weights and buffers.
 Scoring (:func:`noise_fidelity_report`): a share of the patches (``holdout_fraction``) never enters training;
 the generated noise, white Gaussian noise of the held-out mean and variance, the simulator's own noise and
 crops of the training patches (the floor set by the finite sample sizes) are each compared with them by
-:func:`nt2c.fidelity.noise_fidelity`.
+:func:`nt2c.noise.fidelity.noise_fidelity`.
 
 Limits: the DCGAN generator maps one latent *vector* to a whole patch, so stationarity (the same
 statistics everywhere in the patch) must be learnt, and stride-2 transposed convolutions favour periodic
@@ -88,10 +88,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import GanConfig, stage_config
-from .errors import InputError, StageError
-from .io import atomic_path, read_json, read_mrc, validate_image, write_json
-from .progress import progress
+from nt2c.config import GanConfig, stage_config
+from nt2c.errors import InputError, StageError
+from nt2c.io import atomic_path, read_json, read_mrc, validate_image, write_json
+from nt2c.progress import progress
 
 __all__ = [
     "gradient_penalty",
@@ -232,7 +232,7 @@ def _cross_rank_classes() -> dict:
                     self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
             return y
 
-    CrossRankBatchNorm2d.__qualname__ = "CrossRankBatchNorm2d"  # nt2c.noise_model.CrossRankBatchNorm2d
+    CrossRankBatchNorm2d.__qualname__ = "CrossRankBatchNorm2d"  # nt2c.noise.gan.CrossRankBatchNorm2d
 
     def average_gradients(module) -> None:
         """Replace each parameter's ``.grad`` by its mean over the ranks (one ``all_reduce``)."""
@@ -450,8 +450,8 @@ def train_gan(
     """
     import torch
 
-    from . import distributed as ddp
-    from .models.gan import Critic, Generator
+    from nt2c.noise.networks import Critic, Generator
+    from nt2c.run import distributed as ddp
 
     settings = settings or stage_config("train-gan", "quick")
     data = _check_patches(patches, settings)
@@ -678,13 +678,13 @@ def save_generator(
     """
     from safetensors.torch import save_file
 
-    from .models.gan import gan_architecture
+    from nt2c.noise.networks import gan_architecture
 
     path = Path(path)
     s = trained.settings
     tensors = {k: v.detach().cpu().contiguous() for k, v in trained.generator.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "model": "nt2c.models.gan.Generator"})
+        save_file(tensors, str(tmp), metadata={"format": "pt", "model": "nt2c.noise.networks.Generator"})
     sidecar = {
         "model": "gan-generator",
         "architecture": gan_architecture(
@@ -731,15 +731,15 @@ def load_generator(model_path, *, device: str = "auto"):
 
     Returns
     -------
-    generator : nt2c.models.gan.Generator
+    generator : nt2c.noise.networks.Generator
         In evaluation mode, on ``device``.
     meta : dict
         The sidecar (architecture, normalisation, settings).
     """
     from safetensors.torch import load_file
 
-    from .device import resolve_device
-    from .models.gan import Generator
+    from nt2c.device import resolve_device
+    from nt2c.noise.networks import Generator
 
     path, sidecar = _model_paths(model_path)
     meta = read_json(sidecar)
@@ -852,7 +852,9 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
     per_axis = tiles_per_axis(size, d)
     k = per_axis**2
     if n % k:
-        raise InputError(f"{n} patches do not make whole fields: a {size} px field takes {k} patches of {d} px.")
+        raise InputError(
+            f"{n} patches do not make whole fields: a {size} px field takes {k} patches of {d} px."
+        )
     half = d // 2
     mean = float(patches.mean(dtype=np.float64))
     window = np.sin(np.pi * (np.arange(d) + 0.5) / d)
@@ -864,7 +866,9 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
         tiles = patches[f * k : (f + 1) * k]
         for i in range(per_axis):
             for j in range(per_axis):
-                canvas[i * half : i * half + d, j * half : j * half + d] += weight * (tiles[i * per_axis + j] - mean)
+                canvas[i * half : i * half + d, j * half : j * half + d] += weight * (
+                    tiles[i * per_axis + j] - mean
+                )
         fields[f] = canvas[half : half + size, half : half + size] + mean
     return fields
 
@@ -1008,8 +1012,8 @@ def fidelity_sets(
     info : dict
         Where each set came from.
     """
-    from .fidelity import random_crops
-    from .rundir import RunDir
+    from nt2c.noise.fidelity import random_crops
+    from nt2c.run.rundir import RunDir
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     model_path = model_path or run.path / "models" / "gan.safetensors"
@@ -1075,11 +1079,11 @@ def noise_fidelity_report(
     Returns
     -------
     dict
-        ``rows`` (model name to :func:`nt2c.fidelity.noise_fidelity` result: ``gan``, ``white_gaussian``,
+        ``rows`` (model name to :func:`nt2c.noise.fidelity.noise_fidelity` result: ``gan``, ``white_gaussian``,
         ``simulator`` when available, ``real (train)``), ``sources`` (where each set came from), ``patch_px``,
         ``n_real`` (held-out crops), ``n_per_model`` (patches per scored set), ``window``.
     """
-    from .fidelity import fidelity_table
+    from nt2c.noise.fidelity import fidelity_table
 
     sets, info = fidelity_sets(run, model_path=model_path, n=n, seed=seed, device=device)
     real = sets.pop("real (held-out)")
@@ -1120,7 +1124,7 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
     ``RUN/report/noise_fidelity.json``; keeps ``RUN/checkpoints/gan.pt`` for resuming. Under ``torchrun``
     every rank trains and rank 0 writes these files.
     """
-    from . import distributed as ddp
+    from nt2c.run import distributed as ddp
 
     patches_path = run.path / "noise" / "patches.mrcs"
     if not patches_path.is_file():

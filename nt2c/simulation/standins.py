@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ExperimentParams, stage_config
-from .errors import ConfigError
-from .io import read_json, write_json, write_mrc, write_star
+from nt2c.config import ExperimentParams, stage_config
+from nt2c.errors import ConfigError
+from nt2c.io import read_json, write_json, write_mrc, write_star
 
 __all__ = ["Departures", "gain_map", "simulate_experimental", "experimental_entries"]
 
@@ -84,9 +84,12 @@ def gain_map(shape: tuple[int, int], departures: Departures = Departures(), *, s
     """
     ny, nx = int(shape[0]), int(shape[1])
     rng = np.random.default_rng(seed)
-    g = (1.0 + departures.gain_pixel_std * rng.standard_normal((ny, nx))
-         + departures.gain_column_std * rng.standard_normal(nx)[None, :]
-         + departures.gain_row_std * rng.standard_normal(ny)[:, None])
+    g = (
+        1.0
+        + departures.gain_pixel_std * rng.standard_normal((ny, nx))
+        + departures.gain_column_std * rng.standard_normal(nx)[None, :]
+        + departures.gain_row_std * rng.standard_normal(ny)[:, None]
+    )
     return np.clip(g, 0.5, None).astype(np.float32)
 
 
@@ -99,9 +102,16 @@ def experimental_entries(run) -> list[dict]:
     return read_json(path).get("micrographs", []) if path.is_file() else []
 
 
-def simulate_experimental(run, params: ExperimentParams, *, profile: str = "quick", seed: int = 0,
-                          n_micrographs: int | None = None, departures: Departures = Departures(),
-                          device: str = "auto") -> list[Path]:
+def simulate_experimental(
+    run,
+    params: ExperimentParams,
+    *,
+    profile: str = "quick",
+    seed: int = 0,
+    n_micrographs: int | None = None,
+    departures: Departures = Departures(),
+    device: str = "auto",
+) -> list[Path]:
     """Simulate the "experimental" stand-ins into ``RUN/experimental/`` (skipped when already there).
 
     Parameters
@@ -126,7 +136,7 @@ def simulate_experimental(run, params: ExperimentParams, *, profile: str = "quic
     list of pathlib.Path
         The noisy stand-in micrographs (absolute paths).
     """
-    from .simulation.micrograph import simulate_micrograph, specimen_from_params
+    from nt2c.simulation.micrograph import simulate_micrograph, specimen_from_params
 
     sim = stage_config("simulate", profile)
     size = tuple(sim.image_size_px or params.image_size_px)
@@ -135,45 +145,65 @@ def simulate_experimental(run, params: ExperimentParams, *, profile: str = "quic
         raise ConfigError(f"n_micrographs={n_micrographs}: simulate at least one stand-in.")
     folder = Path(run.path) / "experimental"
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {"params": params.to_dict(), "image_size_px": list(size), "n_micrographs": int(count),
-                "seed": int(seed), "departures": asdict(departures)}
+    settings = {
+        "params": params.to_dict(),
+        "image_size_px": list(size),
+        "n_micrographs": int(count),
+        "seed": int(seed),
+        "departures": asdict(departures),
+    }
     manifest_path = folder / "manifest.json"
     if manifest_path.is_file():
         manifest = read_json(manifest_path)
         entries = manifest.get("micrographs", [])
-        if manifest.get("settings") == settings and all(Path(e[k]).is_file() for e in entries
-                                                        for k in ("micrograph", "clean", "coords")):
+        if manifest.get("settings") == settings and all(
+            Path(e[k]).is_file() for e in entries for k in ("micrograph", "clean", "coords")
+        ):
             return [Path(e["micrograph"]) for e in entries]
 
-    nominal = params.model_copy(update={
-        "ice_thickness_nm": params.ice_thickness_nm * departures.ice_thickness_factor,
-        "detector": departures.detector,
-        "structural_noise": True,
-        "image_size_px": size,
-    })
+    nominal = params.model_copy(
+        update={
+            "ice_thickness_nm": params.ice_thickness_nm * departures.ice_thickness_factor,
+            "detector": departures.detector,
+            "structural_noise": True,
+            "image_size_px": size,
+        }
+    )
     specimen = specimen_from_params(nominal)
     gain = gain_map(size, departures, seed=seed + _SEED_OFFSET)
     write_mrc(folder / "gain_map.mrc", gain, overwrite=True)
-    from .progress import progress
+    from nt2c.progress import progress
 
     entries = []
     for k in progress(range(count), desc="stand-ins", unit="mic"):
-        mic = simulate_micrograph(nominal, specimen=specimen, seed=seed + _SEED_OFFSET + 1 + k, allow_fewer=True,
-                                  device=device)
+        mic = simulate_micrograph(
+            nominal, specimen=specimen, seed=seed + _SEED_OFFSET + 1 + k, allow_fewer=True, device=device
+        )
         noisy = mic.noisy * gain
         stem = folder / f"exp_{k:04d}"
         paths = {
-            "micrograph": write_mrc(stem.with_suffix(".mrc"), noisy, pixel_size_A=mic.pixel_size_A, overwrite=True),
-            "clean": write_mrc(stem.with_name(stem.name + "_clean.mrc"), mic.clean, pixel_size_A=mic.pixel_size_A,
-                               overwrite=True),
-            "coords": write_star(stem.with_name(stem.name + "_coords.star"),
-                                 {"rlnCoordinateX": [float(x) for x in mic.coordinates_px[:, 0]],
-                                  "rlnCoordinateY": [float(y) for y in mic.coordinates_px[:, 1]]},
-                                 overwrite=True),
-            "meta": write_json(stem.with_name(stem.name + ".json"),
-                               {**mic.meta, "departures": asdict(departures), "gain_map": "gain_map.mrc"}),
+            "micrograph": write_mrc(
+                stem.with_suffix(".mrc"), noisy, pixel_size_A=mic.pixel_size_A, overwrite=True
+            ),
+            "clean": write_mrc(
+                stem.with_name(stem.name + "_clean.mrc"),
+                mic.clean,
+                pixel_size_A=mic.pixel_size_A,
+                overwrite=True,
+            ),
+            "coords": write_star(
+                stem.with_name(stem.name + "_coords.star"),
+                {
+                    "rlnCoordinateX": [float(x) for x in mic.coordinates_px[:, 0]],
+                    "rlnCoordinateY": [float(y) for y in mic.coordinates_px[:, 1]],
+                },
+                overwrite=True,
+            ),
+            "meta": write_json(
+                stem.with_name(stem.name + ".json"),
+                {**mic.meta, "departures": asdict(departures), "gain_map": "gain_map.mrc"},
+            ),
         }
         entries.append({k2: str(Path(v).resolve()) for k2, v in paths.items()})
     write_json(manifest_path, {"settings": settings, "micrographs": entries})
     return [Path(e["micrograph"]) for e in entries]
-

@@ -10,7 +10,7 @@ on the training patches (their units are those of the extracted patches, counts 
 micrographs). z-scored data are unbounded (noise histograms have long tails), so the generator ends in a
 **linear** layer, not a ``Tanh``: the reference code squashes its output into [-1, 1] while feeding the critic
 real data outside that range, which the critic can separate from fakes trivially. Sampling undoes the
-z-score (:func:`nt2c.noise_model.sample_noise`), so generated noise comes back in the patches' units.
+z-score (:func:`nt2c.noise.gan.sample_noise`), so generated noise comes back in the patches' units.
 
 Why the critic has no normalisation layers
 ------------------------------------------
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from nt2c.errors import ConfigError
 
 __all__ = ["PATCH_SIZES", "Generator", "Critic", "gan_architecture", "check_patch_px"]
 
@@ -210,7 +210,7 @@ def _init_weights(module: nn.Module) -> None:
 def gan_architecture(*, patch_px: int, latent_dim: int, width: int, spatial_latent: bool = False) -> dict:
     """Describe a generator for ``gan.json`` (JSON-ready)."""
     return {
-        "name": "nt2c.models.gan.Generator",
+        "name": "nt2c.noise.networks.Generator",
         "patch_px": check_patch_px(patch_px),
         "latent_dim": int(latent_dim),
         "width": int(width),

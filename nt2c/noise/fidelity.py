@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import InputError
+from nt2c.errors import InputError
 
 __all__ = [
     "noise_fidelity",
@@ -189,7 +189,7 @@ def noise_fidelity(real, generated, *, window: int = 3, band: tuple[float, float
         raise InputError(
             f"real patches are {a.shape[1]} x {a.shape[2]} px but generated ones "
             f"{b.shape[1]} x {b.shape[2]}; "
-            "crop both sets to the same size first (nt2c.fidelity.random_crops)."
+            "crop both sets to the same size first (nt2c.noise.fidelity.random_crops)."
         )
     low, high = (float(v) for v in band)
     if not 0 <= low < high <= 0.5:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from nt2c.errors import ConfigError
 
 __all__ = [
     "env_world_size",
@@ -105,7 +105,7 @@ def rank_device(device: str = "auto"):
     """
     import torch
 
-    from .device import resolve_device
+    from nt2c.device import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda" and env_world_size() > 1 and (device in (None, "auto", "cuda")):

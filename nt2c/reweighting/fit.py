@@ -46,13 +46,13 @@ comparison of the two methods does not depend on it.
 Where ``V`` comes from (``noise_source`` of the stage):
 
 ``"gan"`` (the paper)
-    samples of the WGAN-GP of :mod:`nt2c.noise_model`;
+    samples of the WGAN-GP of :mod:`nt2c.noise.gan`;
 ``"patches"`` (default, chosen by measurement)
     the extracted real noise patches themselves, resampled: random crops under the eight rotations/flips
-    (:func:`nt2c.noise_model.resample_patches`).
+    (:func:`nt2c.noise.gan.resample_patches`).
 
 Pairs larger than the noise patches (``patch_px``) blend several patches with windows whose squares sum to one
-(:func:`nt2c.noise_model.blend_noise_patches`). Measured with ``benchmarks/bench_fine.py --ablation --oracle``
+(:func:`nt2c.noise.gan.blend_noise_patches`). Measured with ``benchmarks/bench_fine.py --ablation --oracle``
 on the quick profile's stand-ins (4 micrographs of 1024 px, PSNR of the fine model minus that of the coarse
 one; the "oracle" is a fine model trained on the stand-ins' *true* noise, the ceiling of any noise transfer):
 at 128 px (the quick default) with the pooled alpha, GAN noise -0.10 dB, resampled patches +0.27 dB, oracle
@@ -76,8 +76,8 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import InputError, StageError
-from .io import atomic_path, read_mrc, validate_image, write_json, write_mrc
+from nt2c.errors import InputError, StageError
+from nt2c.io import atomic_path, read_mrc, validate_image, write_json, write_mrc
 
 __all__ = [
     "METHODS",
@@ -115,7 +115,9 @@ def _check_same_shape(**arrays: np.ndarray) -> None:
     shapes = {name: a.shape for name, a in arrays.items()}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
-        raise InputError(f"the patch stacks must have the same shape (n, d, d), got {listed}; crop them to one size.")
+        raise InputError(
+            f"the patch stacks must have the same shape (n, d, d), got {listed}; crop them to one size."
+        )
 
 
 def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") -> np.ndarray:
@@ -163,8 +165,12 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     V, _ = _as_batch(V, "V (noise patches)")
     X, _ = _as_batch(X, "X (noisy patches)")
     _check_same_shape(S=S, V=V, X=X)
-    moments = np.concatenate([_moments(S[i : i + _CHUNK], V[i : i + _CHUNK], X[i : i + _CHUNK])
-                              for i in range(0, S.shape[0], _CHUNK)])
+    moments = np.concatenate(
+        [
+            _moments(S[i : i + _CHUNK], V[i : i + _CHUNK], X[i : i + _CHUNK])
+            for i in range(0, S.shape[0], _CHUNK)
+        ]
+    )
     out = _solve(moments, method)
     return out[0] if single else out
 
@@ -187,6 +193,7 @@ def _moments(S: np.ndarray, V: np.ndarray, X: np.ndarray) -> np.ndarray:
     # treat it as constant, or the fit would scale rounding noise up to the level of X
     flat = np.sqrt(np.einsum("ij,ij->i", s, s) / s.shape[1]) <= _FLAT_CONTRAST * (np.abs(ms) + 1e-30)
     s[flat] = 0.0
+
     def dot(a, b):
         return np.einsum("ij,ij->i", a, b)
 
@@ -215,7 +222,9 @@ def _solve(moments: np.ndarray, method: str) -> np.ndarray:
     else:  # matched: one alpha for the batch (sum of c_SX over sum of c_SS), beta from the residual power
         total_css = css.sum()
         alpha = np.full(n, csx.sum() / total_css if total_css > 0 else 0.0)
-        residual_power = np.maximum(cxx - 2.0 * alpha * csx + alpha**2 * css, 0.0)  # of the centred x - alpha s
+        residual_power = np.maximum(
+            cxx - 2.0 * alpha * csx + alpha**2 * css, 0.0
+        )  # of the centred x - alpha s
         if np.any(cvv <= 0):
             raise InputError(
                 f"{int(np.sum(cvv <= 0))} noise patch(es) are constant; the GAN samples carry no noise. "
@@ -226,8 +235,9 @@ def _solve(moments: np.ndarray, method: str) -> np.ndarray:
     return np.stack([alpha, beta, gamma], -1)
 
 
-def modulation_map(composite, reference, *, mode: Literal["contrast", "none"] = "contrast"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def modulation_map(
+    composite, reference, *, mode: Literal["contrast", "none"] = "contrast"
+) -> tuple[np.ndarray, np.ndarray]:
     """The per-patch affine map of the modulation F: ``F(z) = scale * z + offset``.
 
     Parameters
@@ -322,8 +332,14 @@ class ReweightedPairs:
             return noise / signal
 
 
-def reweight_pairs(S, X, V, *, method: Literal["paper", "matched"] = "matched",
-                   modulation: Literal["contrast", "none"] = "contrast") -> ReweightedPairs:
+def reweight_pairs(
+    S,
+    X,
+    V,
+    *,
+    method: Literal["paper", "matched"] = "matched",
+    modulation: Literal["contrast", "none"] = "contrast",
+) -> ReweightedPairs:
     """Transfer noise patches onto clean patches: build (noisy, clean) training pairs.
 
     Parameters
@@ -356,11 +372,19 @@ def reweight_pairs(S, X, V, *, method: Literal["paper", "matched"] = "matched",
     scale3, offset3 = scale[:, None, None], offset[:, None, None]
     noisy = (scale3 * composite + offset3).astype(np.float32)
     clean = (scale3 * signal + offset3).astype(np.float32)
-    return ReweightedPairs(noisy=noisy, clean=clean, coefficients=coef, scale=np.asarray(scale, np.float64),
-                           method=method, modulation=modulation)
+    return ReweightedPairs(
+        noisy=noisy,
+        clean=clean,
+        coefficients=coef,
+        scale=np.asarray(scale, np.float64),
+        method=method,
+        modulation=modulation,
+    )
 
 
-def crop_pairs(noisy, clean, size: int, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_pairs(
+    noisy, clean, size: int, n: int, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut ``n`` aligned random ``size x size`` crops from a stack of (noisy, clean) pairs.
 
     Every source pair is used in turn (a seeded permutation, repeated as often as needed) with a uniformly
@@ -385,12 +409,16 @@ def crop_pairs(noisy, clean, size: int, n: int, *, seed: int = 0) -> tuple[np.nd
     noisy = validate_image(noisy, name="simulated noisy pairs", ndim=3)
     clean = validate_image(clean, name="simulated clean pairs", ndim=3)
     if noisy.shape != clean.shape:
-        raise InputError(f"noisy pairs {noisy.shape} and clean pairs {clean.shape} differ in shape; "
-                         "re-run `nt2c simulate --force`.")
+        raise InputError(
+            f"noisy pairs {noisy.shape} and clean pairs {clean.shape} differ in shape; "
+            "re-run `nt2c simulate --force`."
+        )
     m, ph, pw = noisy.shape
     if size > min(ph, pw):
-        raise InputError(f"the simulated pairs ({ph} x {pw} px) are smaller than the noise patches ({size} px); "
-                         "simulate larger pairs (simulate.pair_patch_px) or train the GAN at a smaller patch_px.")
+        raise InputError(
+            f"the simulated pairs ({ph} x {pw} px) are smaller than the noise patches ({size} px); "
+            "simulate larger pairs (simulate.pair_patch_px) or train the GAN at a smaller patch_px."
+        )
     if n < 1:
         raise InputError(f"n={n}: ask for at least one pair.")
     rng = np.random.default_rng(seed)
@@ -409,7 +437,9 @@ def _write_coefficients(path: Path, coef: np.ndarray, origins: np.ndarray, scale
             writer = csv.writer(fh)
             writer.writerow(["pair", "source", "row", "col", "alpha", "beta", "gamma", "modulation_scale"])
             for k, ((src, row, col), (a, b, g), s) in enumerate(zip(origins, coef, scale)):
-                writer.writerow([k, int(src), int(row), int(col), f"{a:.8g}", f"{b:.8g}", f"{g:.8g}", f"{s:.8g}"])
+                writer.writerow(
+                    [k, int(src), int(row), int(col), f"{a:.8g}", f"{b:.8g}", f"{g:.8g}", f"{s:.8g}"]
+                )
     return path
 
 
@@ -439,8 +469,8 @@ def reweight_stage(run, settings, params) -> list[Path]:
     Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and draws ``settings.n_pairs`` noise fields
     of side d (``settings.patch_px``, by default the GAN's patch side): samples of the GAN
     ``RUN/models/gan.safetensors`` (``noise_source="gan"``, the paper; larger sides blend GAN patches,
-    :func:`nt2c.noise_model.sample_noise_fields`) or resampled real noise patches ``RUN/noise/patches.mrcs``
-    (``noise_source="patches"``, :func:`nt2c.noise_model.resample_patches`). Cuts as many random aligned
+    :func:`nt2c.noise.gan.sample_noise_fields`) or resampled real noise patches ``RUN/noise/patches.mrcs``
+    (``noise_source="patches"``, :func:`nt2c.noise.gan.resample_patches`). Cuts as many random aligned
     d x d crops of the simulated pairs, and writes ``RUN/pairs/pairs_noisy.mrcs`` (Y), ``pairs_clean.mrcs``
     (the targets), ``coefficients.csv`` (alpha, beta, gamma per pair with the crop origins) and
     ``summary.json``.
@@ -473,16 +503,21 @@ def reweight_stage(run, settings, params) -> list[Path]:
     if sim_noisy.ndim == 2:
         sim_noisy, sim_clean = sim_noisy[None], sim_clean[None]
 
-    from .noise_model import resample_patches, sample_noise_fields
+    from nt2c.noise.gan import resample_patches, sample_noise_fields
 
     if settings.noise_source == "gan":
-        V = sample_noise_fields(gan_path, settings.n_pairs, settings.patch_px, seed=settings.seed,
-                                device=settings.device)
+        V = sample_noise_fields(
+            gan_path, settings.n_pairs, settings.patch_px, seed=settings.seed, device=settings.device
+        )
     else:
-        V = resample_patches(read_mrc(patches_path)[0], settings.n_pairs, settings.patch_px, seed=settings.seed)
+        V = resample_patches(
+            read_mrc(patches_path)[0], settings.n_pairs, settings.patch_px, seed=settings.seed
+        )
     V = np.asarray(V, dtype=np.float32)
     if V.ndim != 3 or V.shape[1] != V.shape[2] or V.shape[0] != settings.n_pairs:
-        raise StageError(f"sample_noise returned shape {V.shape}, expected ({settings.n_pairs}, d, d) (a bug).")
+        raise StageError(
+            f"sample_noise returned shape {V.shape}, expected ({settings.n_pairs}, d, d) (a bug)."
+        )
     d = V.shape[-1]
     X, S, origins = crop_pairs(sim_noisy, sim_clean, d, settings.n_pairs, seed=settings.seed)
     pairs = reweight_pairs(S, X, V, method=settings.method)
@@ -505,8 +540,14 @@ def reweight_stage(run, settings, params) -> list[Path]:
         "reference_noise_to_signal": _median_nsr(X, S),
     }
     paths.append(write_json(out / "summary.json", summary))
-    log.info("reweight: %d pairs of %d px, method %s, noise from %s, median beta %.3g", settings.n_pairs, d,
-             settings.method, settings.noise_source, summary["median"]["beta"])
+    log.info(
+        "reweight: %d pairs of %d px, method %s, noise from %s, median beta %.3g",
+        settings.n_pairs,
+        d,
+        settings.method,
+        settings.noise_source,
+        summary["median"]["beta"],
+    )
     return paths
 
 

@@ -4,7 +4,7 @@ Five convolution + 2x2 max-pooling blocks take the image down to 1/32 of its siz
 up-sampling blocks bring it back, and skip connections concatenate each encoder level (and, at full resolution,
 the input itself) with the mirrored decoder level. Activations are LeakyReLU(0.1); there is no normalisation
 layer, and the output layer is linear (the network predicts the clean image in the normalised units of its input,
-see :mod:`nt2c.training`).
+see :mod:`nt2c.denoiser.training`).
 
 Choice of the default (width 32, first kernel 3)
 ------------------------------------------------
@@ -127,7 +127,7 @@ class UNet(nn.Module):
 
         Sum over layers of the kernel half-width times the layer's stride, plus the pooling/up-sampling offsets.
         Tiles whose cropped margins exceed this give exactly the one-pass result (see
-        :func:`nt2c.inference.denoise_micrograph`).
+        :func:`nt2c.denoiser.inference.denoise_micrograph`).
         """
         r = self.first_kernel // 2
         for level in range(1, self.depth):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import distributed
-from .config import stage_config
-from .errors import StageError
-from .rundir import RunDir
+from nt2c.config import stage_config
+from nt2c.errors import StageError
+from nt2c.run import distributed
+from nt2c.run.rundir import RunDir
 
 __all__ = ["Stage", "STAGES", "run_stage", "stage_status"]
 
@@ -54,18 +54,18 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("simulate", "nt2c.simulation.stage:simulate_stage"),
-        Stage("train-coarse", "nt2c.training:train_coarse_stage", ("simulate",)),
-        Stage("extract-noise", "nt2c.extraction:extract_noise_stage", ("train-coarse",)),
-        Stage("train-gan", "nt2c.noise_model:train_gan_stage", ("extract-noise",)),
-        Stage("reweight", "nt2c.reweighting:reweight_stage", ("simulate", "train-gan")),
-        Stage("train-fine", "nt2c.training:train_fine_stage", ("train-coarse", "reweight")),
+        Stage("train-coarse", "nt2c.denoiser.training:train_coarse_stage", ("simulate",)),
+        Stage("extract-noise", "nt2c.extraction.patches:extract_noise_stage", ("train-coarse",)),
+        Stage("train-gan", "nt2c.noise.gan:train_gan_stage", ("extract-noise",)),
+        Stage("reweight", "nt2c.reweighting.fit:reweight_stage", ("simulate", "train-gan")),
+        Stage("train-fine", "nt2c.denoiser.training:train_fine_stage", ("train-coarse", "reweight")),
     )
 }
 
 
 #: Stages that train on several processes when launched by ``torchrun``: the denoiser with
-#: DistributedDataParallel (:mod:`nt2c.training`), the GAN with explicitly averaged gradients
-#: (:mod:`nt2c.noise_model`); ``batch_size`` is the global batch and rank 0 writes the files.
+#: DistributedDataParallel (:mod:`nt2c.denoiser.training`), the GAN with explicitly averaged gradients
+#: (:mod:`nt2c.noise.gan`); ``batch_size`` is the global batch and rank 0 writes the files.
 DISTRIBUTED_STAGES = ("train-coarse", "train-gan", "train-fine")
 
 

@@ -4,7 +4,7 @@ A model is stored as two files: ``NAME.safetensors`` (the weights; loading it ne
 pickled ``torch.save``) and ``NAME.json`` (the architecture arguments, the normalisation convention and how
 the model was trained). :func:`load_model` rebuilds the network from the sidecar and loads the weights.
 
-Normalisation convention (shared with :mod:`nt2c.training`): the network sees ``(x - mean) / std`` of its
+Normalisation convention (shared with :mod:`nt2c.denoiser.training`): the network sees ``(x - mean) / std`` of its
 noisy input and predicts the clean image mapped by the *same* affine transform, so its prediction is mapped
 back with ``y * std + mean`` and comes out in the units of the input (counts per pixel for raw micrographs).
 Training uses each noisy patch's statistics. Inference uses the *typical patch* of the micrograph
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path, validate_image, write_json
+from nt2c.errors import InputError
+from nt2c.io import atomic_path, validate_image, write_json
 
 __all__ = [
     "load_model",
@@ -84,8 +84,8 @@ def save_model(model, path: str | os.PathLike, *, info: dict[str, Any] | None = 
     """
     from safetensors.torch import save_file
 
-    from . import __version__
-    from .models.unet import model_config
+    from nt2c import __version__
+    from nt2c.denoiser.network import model_config
 
     weights = _weights(Path(path))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -147,8 +147,8 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .device import resolve_device
-    from .models.unet import build_model
+    from nt2c.denoiser.network import build_model
+    from nt2c.device import resolve_device
 
     path = Path(path)
     weights = _weights(path)
@@ -218,7 +218,9 @@ def estimate_tile_memory_MB(model, tile_y: int, tile_x: int, batch_size: int) ->
     return 1.5 * 4.0 * floats_per_px * tile_y * tile_x * batch_size / 2**20
 
 
-def normalization_stats(image, *, mode: str = "tiles", tile_px: int = NORMALIZATION_TILE_PX) -> tuple[float, float]:
+def normalization_stats(
+    image, *, mode: str = "tiles", tile_px: int = NORMALIZATION_TILE_PX
+) -> tuple[float, float]:
     """The (mean, std) by which :func:`denoise_micrograph` normalises a micrograph.
 
     Parameters
@@ -297,9 +299,9 @@ def denoise_micrograph(
     """
     import torch
 
-    from .device import resolve_device
-    from .models.unet import pad_to_multiple
-    from .progress import progress
+    from nt2c.denoiser.network import pad_to_multiple
+    from nt2c.device import resolve_device
+    from nt2c.progress import progress
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
