@@ -1,0 +1,128 @@
+"""The user's micrographs of a run: one glob expander and one reader/writer of the run's micrograph lists.
+
+A run lists micrographs in plain text files, one path per line (blank lines and ``#`` comments skipped):
+
+* ``RUN/micrographs.txt`` -- the micrographs the run learns its noise from and denoises ("same micrographs");
+* ``RUN/heldout.txt`` -- micrographs of the same acquisition that are only denoised and scored, never learnt from
+  ("new micrographs"; the embedded default writes some, a user may add their own).
+
+Paths are written absolute. A relative path read back is relative to the run folder (never to the current
+directory), so every stage and command resolves a list to the same files.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from nt2c.errors import InputError
+from nt2c.io import atomic_path
+
+__all__ = ["LISTS", "expand_micrographs", "read_micrograph_list", "write_micrograph_list"]
+
+#: The run's micrograph lists: key -> file name in the run folder.
+LISTS = {"micrographs": "micrographs.txt", "heldout": "heldout.txt"}
+
+
+def expand_micrographs(
+    micrographs: str | os.PathLike | Sequence[str | os.PathLike], *, base: str | os.PathLike | None = None
+) -> list[Path]:
+    """Expand paths and glob patterns (``'DIR/*.mrc'``) into a sorted list of absolute file paths.
+
+    Parameters
+    ----------
+    micrographs : path-like or sequence of path-like
+        Paths or glob patterns (``~`` expanded).
+    base : path-like, optional
+        Folder that relative paths and patterns are relative to (default: the current directory).
+
+    Returns
+    -------
+    list of pathlib.Path
+        Absolute, resolved, sorted, without duplicates.
+
+    Raises
+    ------
+    InputError
+        When nothing is given, a pattern matches nothing, or a path does not exist or is a folder.
+    """
+    items = [micrographs] if isinstance(micrographs, (str, os.PathLike)) else list(micrographs)
+    if not items:
+        raise InputError(
+            "no micrographs given; pass --micrographs 'DIR/*.mrc' or leave it out for the embedded default."
+        )
+    root = Path(base).expanduser() if base is not None else Path.cwd()
+    found: list[Path] = []
+    for item in items:
+        text = os.path.expanduser(os.fspath(item))
+        if not os.path.isabs(text):
+            text = os.fspath(root / text)
+        if glob.has_magic(text):
+            matches = sorted(m for m in glob.glob(text) if os.path.isfile(m))
+            if not matches:
+                raise InputError(
+                    f"micrographs {os.fspath(item)!r} match no file; check the folder and the pattern "
+                    "(quote it so the shell does not expand it)."
+                )
+            found += [Path(m) for m in matches]
+        else:
+            path = Path(text)
+            if path.is_dir():
+                raise InputError(
+                    f"micrograph {path} is a folder; give the files, e.g. '{path / '*.mrc'}' (quoted)."
+                )
+            if not path.is_file():
+                raise InputError(f"micrograph {path} does not exist; check the path.")
+            found.append(path)
+    return sorted({p.resolve() for p in found})
+
+
+def _list_path(run, which: str) -> Path:
+    if which not in LISTS:
+        raise ValueError(f"unknown micrograph list {which!r}; lists are {', '.join(LISTS)}")
+    return Path(getattr(run, "path", run)) / LISTS[which]
+
+
+def read_micrograph_list(run, which: str = "micrographs", *, check: bool = True) -> list[Path]:
+    """The micrographs listed in one of the run's lists (empty when the list is absent).
+
+    Parameters
+    ----------
+    run : RunDir or path-like
+        The run folder; relative paths in the list are relative to it.
+    which : {"micrographs", "heldout"}
+        ``RUN/micrographs.txt`` or ``RUN/heldout.txt``.
+    check : bool
+        Raise :class:`~nt2c.errors.InputError` when a listed file does not exist.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Absolute paths, in the order of the list.
+    """
+    path = _list_path(run, which)
+    if not path.is_file():
+        return []
+    out: list[Path] = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        item = Path(line).expanduser()
+        if not item.is_absolute():
+            item = path.parent / item
+        item = item.resolve()
+        if check and not item.is_file():
+            raise InputError(f"{path} lists {line}, which does not exist; fix the list and run again.")
+        out.append(item)
+    return out
+
+
+def write_micrograph_list(run, paths: Sequence[str | os.PathLike], which: str = "micrographs") -> Path:
+    """Write one of the run's micrograph lists (absolute paths, one per line); returns its path."""
+    path = _list_path(run, which)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{Path(p).expanduser().resolve()}\n" for p in paths))
+    return path
