@@ -114,7 +114,7 @@ def _ablation(run: Path, profile: str, device: str) -> list[dict]:
 def _train_on(run: Path, name: str, noisy: np.ndarray, clean: np.ndarray, device: str) -> Path:
     """Train a fine model on given pairs, with the run's own train-fine settings, in ``RUN/ablation/<name>``."""
     from nt2c.config import stage_config
-    from nt2c.denoiser.training import train_fine_stage
+    from nt2c.denoiser.stages import train_fine_stage
     from nt2c.io import write_mrc
     from nt2c.run.pipeline import _link_stage
     from nt2c.run.rundir import RunDir
@@ -137,7 +137,7 @@ def _train_on(run: Path, name: str, noisy: np.ndarray, clean: np.ndarray, device
 def _simulated_crops(run: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Crops of the coarse training pairs at the side and number of the run's own re-weighted pairs."""
     from nt2c.io import read_json, read_mrc
-    from nt2c.reweighting.fit import crop_pairs
+    from nt2c.reweighting import crop_pairs
 
     own = read_json(run / "pairs" / "summary.json")
     size, n = int(own["patch_px"]), int(own["n_pairs"])
@@ -155,7 +155,7 @@ def _oracle(run: Path, device: str) -> Path:
     sub-run ``RUN/ablation/oracle``. Only possible on stand-ins, whose noise-free image is known.
     """
     from nt2c.io import read_image, read_json
-    from nt2c.reweighting.fit import crop_pairs
+    from nt2c.reweighting import crop_pairs
 
     _, clean_crops, size, n = _simulated_crops(run)
     noise = []

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nt2c.config import stage_config
-from nt2c.denoiser.training import toy_pairs, train_denoiser
+from nt2c.denoiser import toy_pairs, train_denoiser
 from nt2c.errors import ConfigError, InputError
 from nt2c.run import distributed
 
@@ -31,7 +31,7 @@ WORKER = textwrap.dedent(
     torch.set_num_threads(1)
     from nt2c.run import distributed
     from nt2c.config import stage_config
-    from nt2c.denoiser.training import toy_pairs, train_denoiser
+    from nt2c.denoiser import toy_pairs, train_denoiser
 
     out, tag, kill_at = Path(sys.argv[1]), sys.argv[3], int(sys.argv[4])
     settings = stage_config("train-coarse", "smoke", **json.loads(sys.argv[2]))
@@ -204,7 +204,8 @@ GAN_WORKER = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from nt2c.run import distributed
-    from nt2c.noise import gan as noise_model
+    from nt2c.noise import cross_rank, gan as noise_model
+    from nt2c.noise.stage import split_patches
     from nt2c.run.stages import run_stage
     from nt2c.run.rundir import RunDir
 
@@ -230,8 +231,7 @@ GAN_WORKER = textwrap.dedent(
         critic = Critic(patch_px=64, width=8).double()
         nets = {"ref": (copy.deepcopy(gen), copy.deepcopy(critic)), "ddp": (gen, critic)}
         z, real, eps = torch.randn(8, 16, **f64), torch.randn(8, 1, 64, 64, **f64), torch.rand(8, **f64)
-        cross = noise_model._cross_rank_classes()
-        cross["to_cross_rank"](gen)
+        cross_rank.to_cross_rank(gen)
         grads = {}
         for name, (g, c) in nets.items():
             rows = slice(distributed.rank(), None, 2) if name == "ddp" else slice(None)
@@ -239,10 +239,10 @@ GAN_WORKER = textwrap.dedent(
             gp = noise_model.gradient_penalty(c, real[rows], fake.detach(), eps=eps[rows])
             (c(fake.detach()).mean() - c(real[rows]).mean() + 10 * gp).backward()  # double backward (gp)
             if name == "ddp":
-                cross["average_gradients"](c)
+                cross_rank.average_gradients(c)
             (-c(fake).mean()).backward(inputs=list(g.parameters()))  # through batch norm over both ranks
             if name == "ddp":
-                cross["average_gradients"](g)
+                cross_rank.average_gradients(g)
             grads[name] = [[p.grad for p in c.parameters()], [p.grad for p in g.parameters()]]
             grads[name].append(list(g.buffers()))
         return {
@@ -261,7 +261,7 @@ GAN_WORKER = textwrap.dedent(
 
         patches, _ = read_mrc(run.noise / "patches.mrcs")
         one = stage_config("train-gan", "smoke", **{**overrides, "iterations": 1})
-        train = noise_model.split_patches(len(patches), one.holdout_fraction, seed=one.seed)[0]
+        train = split_patches(len(patches), one.holdout_fraction, seed=one.seed)[0]
         train_gan(patches[train], one, checkpoint_path=run.path / "one_iteration.pt")
     noise_model.train_gan = spy  # train_gan_stage looks it up in the module
     run_stage("train-gan", run, profile="smoke", **overrides)

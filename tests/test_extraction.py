@@ -10,7 +10,7 @@ from scipy import ndimage
 
 import nt2c
 from nt2c.errors import InputError
-from nt2c.extraction.patches import (
+from nt2c.extraction import (
     STATUS_NAMES,
     NoNoisePatchError,
     extract_noise_patches,
@@ -233,7 +233,7 @@ def test_exclusion_and_overlap_limit():
 
 
 def test_overlap_limit_equals_sequential_greedy():
-    from nt2c.extraction.patches import _nms
+    from nt2c.extraction.guards import overlap_winners as _nms
 
     rng = np.random.default_rng(5)
     for _ in range(10):
@@ -386,7 +386,7 @@ def test_figures_run():
 
 
 def test_box_particle_distance():
-    from nt2c.extraction.patches import box_particle_distance
+    from nt2c.extraction import box_particle_distance
 
     boxes = np.array([[0, 0], [100, 100]])
     xy = np.array([[10.0, 5.0], [130.0, 100.0]])  # (x, y): the first lies inside box 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError, StageError
-from nt2c.reweighting.fit import (
+from nt2c.reweighting import (
     crop_pairs,
     fit_coefficients,
     modulate,
@@ -189,12 +189,12 @@ def fake_gan(monkeypatch):
     """A stand-in for the GAN sampler: correlated noise patches, seeded (GAN training is tested in
     test_gan.py; here only the stage's contract matters).
     """
-    import nt2c.noise.gan
+    import nt2c.noise.fields
 
     def sample_noise_fields(model_path, n, size=None, *, seed=0, device="auto"):
         return _correlated_noise(n, 32 if size is None else size, seed)
 
-    monkeypatch.setattr(nt2c.noise.gan, "sample_noise_fields", sample_noise_fields)
+    monkeypatch.setattr(nt2c.noise.fields, "sample_noise_fields", sample_noise_fields)
     return sample_noise_fields
 
 

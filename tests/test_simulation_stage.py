@@ -99,7 +99,36 @@ def test_simulate_stage_smoke(run_dir):
     assert pn.shape == pc.shape == (16, 64, 64)
     assert px == pytest.approx(1.0)
     assert read_mrc(sim / "mic_0000.mrc")[0].shape == (256, 256)
-    assert len(outputs) == 2 * 4 + 2
+    # two training micrographs (4 files each), the pairs with their sources, one test micrograph (4 files)
+    assert len(outputs) == 2 * 4 + 3 + 1 * 4
+    assert sorted(p.name for p in (run_dir.path / "test").glob("*.mrc")) == ["mic_0000.mrc", "mic_0000_clean.mrc"]
+
+
+def test_test_micrographs_are_never_training_micrographs(run_dir):
+    """The test set has its own seeds and images, and no training pair is cut from it."""
+    import csv
+
+    from nt2c.io import read_json
+    from nt2c.run.stages import run_stage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_stage("simulate", run_dir, profile="smoke", device="cpu")
+    sim, test = run_dir.path / "simulated", run_dir.path / "test"
+    train_seeds = {read_json(p)["seed"] for p in sim.glob("mic_????.json")}
+    test_seeds = {read_json(p)["seed"] for p in test.glob("mic_????.json")}
+    assert train_seeds and test_seeds and train_seeds.isdisjoint(test_seeds)
+    with open(sim / "pairs_sources.csv", newline="") as handle:
+        sources = list(csv.DictReader(handle))
+    assert len(sources) == 16 and {r["micrograph"] for r in sources} <= {p.name for p in sim.glob("mic_????.mrc")}
+    pairs, _ = read_mrc(sim / "pairs_noisy.mrcs")
+    for row, pair in zip(sources, pairs):  # each pair is the crop its source row names
+        mic, _ = read_mrc(sim / row["micrograph"])
+        r, c = int(row["row"]), int(row["col"])
+        assert np.array_equal(pair, mic[r : r + 64, c : c + 64])
+    for t in test.glob("mic_????.mrc"):
+        image, _ = read_mrc(t)
+        assert not any(np.array_equal(image, read_mrc(m)[0]) for m in sim.glob("mic_????.mrc"))
     assert run_dir.is_complete("simulate")
 
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from nt2c.config import stage_config
-from nt2c.denoiser.training import (
+from nt2c.denoiser import (
     augment_pair,
     lr_at,
     normalize_pair,
-    psnr_dB,
+    split_by_source,
+    validation_psnr_dB,
     toy_pairs,
     train_coarse_stage,
     train_denoiser,
@@ -57,9 +58,33 @@ def test_learning_rate_schedule_warms_up_and_decays():
     assert lrs[-1] < 0.1e-3 and all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
 
 
-def test_psnr_of_exact_and_noisy_predictions():
-    t = np.random.default_rng(0).normal(size=(2, 16, 16))
-    assert psnr_dB(t + 0.01, t).mean() > psnr_dB(t + 0.1, t).mean()
+def test_validation_psnr_is_the_evaluation_psnr():
+    from nt2c.evaluation.metrics import psnr
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(2, 16, 16))
+    noise = rng.normal(size=t.shape)
+    values = validation_psnr_dB(3 * (t + 0.1 * noise) + 5, t)  # scale and offset do not count: fitted first
+    assert values == pytest.approx([psnr(3 * (a + 0.1 * e) + 5, a) for a, e in zip(t, noise)])
+    assert values.mean() > validation_psnr_dB(t + noise, t).mean()
+
+
+def test_validation_pairs_come_from_micrographs_no_training_pair_comes_from():
+    rng = np.random.default_rng(1)
+    sources = np.stack([rng.integers(0, 4, 200), rng.integers(0, 200, 200), rng.integers(0, 200, 200)], 1)
+    train, val, how = split_by_source(sources, 200, 0.25, patch_px=64, seed=0)
+    assert set(sources[train, 0]).isdisjoint(sources[val, 0]) and len(set(sources[val, 0])) == 1
+    assert len(train) + len(np.flatnonzero(np.isin(sources[:, 0], sources[val, 0]))) == 200
+    assert "held-out micrograph" in how
+
+
+def test_validation_pairs_of_one_micrograph_share_no_pixel_with_training_pairs():
+    rng = np.random.default_rng(2)
+    sources = np.stack([np.zeros(300, int), rng.integers(0, 400, 300), rng.integers(0, 400, 300)], 1)
+    train, val, _ = split_by_source(sources, 300, 0.2, patch_px=64, seed=0, margin_px=32)
+    assert len(train) and len(val)
+    right_edge_of_training = (sources[train, 2] + 64).max()
+    assert sources[val, 2].min() >= right_edge_of_training + 32  # a gap of at least the margin
 
 
 def test_training_on_a_fixed_batch_lowers_the_loss():

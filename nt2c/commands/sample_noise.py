@@ -36,7 +36,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``nt2c sample-noise``; returns the exit status."""
     from nt2c.io import read_json, write_mrc
-    from nt2c.noise.gan import sample_noise
+    from nt2c.noise.generator import sample_noise
     from nt2c.run.rundir import RunDir
 
     run = RunDir(args.run)

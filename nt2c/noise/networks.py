@@ -10,7 +10,7 @@ on the training patches (their units are those of the extracted patches, counts 
 micrographs). z-scored data are unbounded (noise histograms have long tails), so the generator ends in a
 **linear** layer, not a ``Tanh``: the reference code squashes its output into [-1, 1] while feeding the critic
 real data outside that range, which the critic can separate from fakes trivially. Sampling undoes the
-z-score (:func:`nt2c.noise.gan.sample_noise`), so generated noise comes back in the patches' units.
+z-score (:func:`nt2c.noise.generator.sample_noise`), so generated noise comes back in the patches' units.
 
 Why the critic has no normalisation layers
 ------------------------------------------

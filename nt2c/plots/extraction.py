@@ -103,7 +103,7 @@ def plot_local_ssim(
     Parameters
     ----------
     enhanced_unit : array_like, shape (ny, nx)
-        The enhanced micrograph normalised to [0, 1] (:func:`nt2c.extraction.patches.normalize_unit`).
+        The enhanced micrograph normalised to [0, 1] (:func:`nt2c.extraction.ssim.normalize_unit`).
     boxes : array_like, shape (k, 2)
         Top-left (row, col) of the patches to show (px).
     patch_size, n_sub, threshold : as in :func:`~nt2c.extraction.patches.extract_noise_patches`.
@@ -118,7 +118,7 @@ def plot_local_ssim(
     """
     import matplotlib.pyplot as plt
 
-    from nt2c.extraction.patches import local_patch_ssim
+    from nt2c.extraction.ssim import local_patch_ssim
 
     x = np.asarray(enhanced_unit, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=int).reshape(-1, 2)

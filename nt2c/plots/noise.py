@@ -68,7 +68,7 @@ def plot_noise_statistics(
     Parameters
     ----------
     sets : mapping of str to numpy.ndarray, each (m, d, d)
-        Name to patches, all of the same ``d`` and units (e.g. :func:`nt2c.noise.gan.fidelity_sets`).
+        Name to patches, all of the same ``d`` and units (e.g. :func:`nt2c.noise.stage.fidelity_sets`).
     reference : str, optional
         The set drawn in black, thick (default: the first).
     window : int

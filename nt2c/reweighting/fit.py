@@ -16,9 +16,7 @@ Two ways to choose the coefficients are implemented (``method``):
     expectation (its spread is about ``std(noise in X) / (std(V) * d)``): the "noisy" patches come out almost
     clean. The public reference code hides this by adding the noise again with weight 1 by hand (see
     ``reference-code-facts.md``).
-``"matched"`` (default, chosen by measurement with ``benchmarks/bench_fine.py --ablation``: on the quick
-profile's "experimental" stand-ins a fine model trained on literal-fit pairs scored 23.1 dB PSNR, the same as the
-raw micrographs, i.e. it learnt the identity; one trained on matched pairs 24.7 dB)
+``"matched"`` (default, chosen by measurement: see ``benchmarks/RESULTS.md``)
     alpha from regressing ``X`` on ``S`` alone (unbiased: ``S`` is noise-free), *pooled over the batch* (one
     slope, one offset per patch: ``alpha = sum_i c_SX^i / sum_i c_SS^i``), gamma per patch from the means, and
     beta from matching the power of the noise patch to the power of the residual ``X - alpha S - gamma``, i.e.
@@ -26,10 +24,9 @@ raw micrographs, i.e. it learnt the identity; one trained on matched pairs 24.7 
     the signal-to-noise ratio of the simulated one, with the noise *texture* (spectrum, distribution) of the
     real noise, which is what the transfer is meant to achieve. Alpha is pooled because the simulator's ``X``
     is ``S`` plus zero-mean noise in the same units, so the slope belongs to the simulation, not to the patch;
-    a per-patch slope is mostly noise where the patch holds little signal. On the real-data run of
-    ``benchmarks/real_ucsf_1142.yaml`` (5.26 A/px, 128 px pairs) per-patch slopes spread from -6.5 to 11 (1st to
-    99th percentile) and 4 % of the pairs had their contrast *inverted*, which teaches the network that the
-    sign of a particle's contrast is arbitrary.
+    a per-patch slope is mostly noise where the patch holds little signal (on a real micrograph, per-patch
+    slopes inverted the contrast of some pairs, which teaches the network that the sign of a particle's
+    contrast is arbitrary).
 
 The modulation :math:`\\mathcal{F}` is left unspecified by the paper. Here it is the *contrast modulation*
 (``modulation="contrast"``): the per-patch increasing affine map that gives the composite the grey-level
@@ -49,51 +46,28 @@ Where ``V`` comes from (``noise_source`` of the stage):
     samples of the WGAN-GP of :mod:`nt2c.noise.gan`;
 ``"patches"`` (default, chosen by measurement)
     the extracted real noise patches themselves, resampled: random crops under the eight rotations/flips
-    (:func:`nt2c.noise.gan.resample_patches`).
+    (:func:`nt2c.noise.fields.resample_patches`).
 
 Pairs larger than the noise patches (``patch_px``) blend several patches with windows whose squares sum to one
-(:func:`nt2c.noise.gan.blend_noise_patches`). Measured with ``benchmarks/bench_fine.py --ablation --oracle``
-on the quick profile's stand-ins (4 micrographs of 1024 px, PSNR of the fine model minus that of the coarse
-one; the "oracle" is a fine model trained on the stand-ins' *true* noise, the ceiling of any noise transfer):
-at 128 px (the quick default) with the pooled alpha, GAN noise -0.10 dB, resampled patches +0.27 dB, oracle
-+0.31 dB, and the paper's literal fit -1.86 dB. Earlier, with per-patch alpha: GAN noise at 64 px -0.31 dB and
-blended to 128 px -0.39 dB; resampled patches at 64 px +0.03 dB and at 128 px +0.27 dB. A GAN trained for
-minutes on a CPU still makes noise whose per-pixel standard deviation depends on the position in the patch (1.1
-to 15.5 against 7 to 9.5 for the real patches, in counts) and whose histogram is heavy-tailed, and a fine model
-learns that wrong noise. With coarse training pairs simulated from idealised physics
-(``benchmarks/nominal_physics.yaml``: ideal detector, no structural noise), so that the stand-ins' noise differs
-more, and 900 fine steps: GAN +0.70 dB, resampled patches +1.05 dB, oracle +1.26 dB, paper's fit -1.04 dB, and a
-control trained as long on the simulated pairs themselves +0.00 dB.
+(:func:`nt2c.noise.fields.blend_noise_patches`). Why resampled patches are the default: a GAN trained for
+minutes on a CPU still makes noise whose per-pixel standard deviation depends on the position in the patch and
+whose histogram is heavy-tailed, and a fine model learns that wrong noise. The measurements behind both
+defaults (``benchmarks/bench_fine.py --ablation --oracle``) are in ``benchmarks/RESULTS.md``; they were taken on
+the stand-ins the defaults were then reported on, so treat them as development figures.
+
+This module fits the coefficients; :mod:`nt2c.reweighting.stage` builds the pairs and runs the stage.
 """
 
 from __future__ import annotations
 
-import csv
-import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from nt2c.errors import InputError, StageError
-from nt2c.io import atomic_path, read_mrc, validate_image, write_json, write_mrc
+from nt2c.errors import InputError
+from nt2c.io import validate_image
 
-__all__ = [
-    "METHODS",
-    "MODULATIONS",
-    "NOISE_SOURCES",
-    "fit_coefficients",
-    "modulation_map",
-    "modulate",
-    "ReweightedPairs",
-    "reweight_pairs",
-    "crop_pairs",
-    "read_coefficients",
-    "reweight_stage",
-]
-
-log = logging.getLogger(__name__)
+__all__ = ["METHODS", "MODULATIONS", "NOISE_SOURCES", "fit_coefficients", "modulation_map", "modulate"]
 
 METHODS: tuple[str, ...] = ("paper", "matched")
 MODULATIONS: tuple[str, ...] = ("contrast", "none")
@@ -175,7 +149,6 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     return out[0] if single else out
 
 
-# per-patch moments, one column each: the means of S, V, X and the centred cross products c_ab
 _MOMENTS = ("ms", "mv", "mx", "css", "cvv", "csv", "csx", "cvx", "cxx")
 
 
@@ -286,275 +259,3 @@ def modulate(composite, reference, *, mode: Literal["contrast", "none"] = "contr
     if Z.ndim == 2:
         return (scale * Z + offset).astype(np.float32)
     return (scale[:, None, None] * Z + offset[:, None, None]).astype(np.float32)
-
-
-@dataclass
-class ReweightedPairs:
-    """Training pairs made by :func:`reweight_pairs`.
-
-    Attributes
-    ----------
-    noisy : numpy.ndarray, float32, shape (n, d, d)
-        ``Y = F(alpha S + beta V + gamma)``, in the units of the reference ``X``.
-    clean : numpy.ndarray, float32, shape (n, d, d)
-        The target ``T = F(alpha S + gamma)``: the signal part of ``Y`` (``Y - T`` is rescaled GAN noise).
-    coefficients : numpy.ndarray, float64, shape (n, 3)
-        alpha, beta, gamma per pair.
-    scale : numpy.ndarray, float64, shape (n,)
-        The slope of F per pair (the effective noise weight is ``scale * beta``).
-    method, modulation : str
-    """
-
-    noisy: np.ndarray
-    clean: np.ndarray
-    coefficients: np.ndarray
-    scale: np.ndarray
-    method: str
-    modulation: str
-
-    @property
-    def alpha(self) -> np.ndarray:
-        return self.coefficients[:, 0]
-
-    @property
-    def beta(self) -> np.ndarray:
-        return self.coefficients[:, 1]
-
-    @property
-    def gamma(self) -> np.ndarray:
-        return self.coefficients[:, 2]
-
-    def noise_to_signal(self) -> np.ndarray:
-        """Per pair, std(Y - T) / std(T): how noisy the synthesized input is (inf for a flat target)."""
-        noise = (self.noisy - self.clean).reshape(len(self.noisy), -1).std(1)
-        signal = self.clean.reshape(len(self.clean), -1).std(1)
-        with np.errstate(divide="ignore"):
-            return noise / signal
-
-
-def reweight_pairs(
-    S,
-    X,
-    V,
-    *,
-    method: Literal["paper", "matched"] = "matched",
-    modulation: Literal["contrast", "none"] = "contrast",
-) -> ReweightedPairs:
-    """Transfer noise patches onto clean patches: build (noisy, clean) training pairs.
-
-    Parameters
-    ----------
-    S : array_like, shape (n, d, d)
-        Simulated clean patches.
-    X : array_like, shape (n, d, d)
-        The simulated noisy patches at the same places (reference for the coefficients and the contrast).
-    V : array_like, shape (n, d, d)
-        Noise patches (GAN samples), any units; each is centred before use.
-    method : {"paper", "matched"}
-        Coefficient fit (:func:`fit_coefficients`).
-    modulation : {"contrast", "none"}
-        The modulation F (:func:`modulation_map`).
-
-    Returns
-    -------
-    ReweightedPairs
-    """
-    S3, _ = _as_batch(S, "S (clean patches)")
-    X3, _ = _as_batch(X, "X (noisy patches)")
-    V3, _ = _as_batch(V, "V (noise patches)")
-    _check_same_shape(S=S3, X=X3, V=V3)
-    V3 = V3 - V3.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
-    coef = fit_coefficients(S3, V3, X3, method=method)
-    a, b, g = (coef[:, k, None, None] for k in range(3))
-    signal = a * S3.astype(np.float64) + g
-    composite = signal + b * V3
-    scale, offset = modulation_map(composite, X3, mode=modulation)
-    scale3, offset3 = scale[:, None, None], offset[:, None, None]
-    noisy = (scale3 * composite + offset3).astype(np.float32)
-    clean = (scale3 * signal + offset3).astype(np.float32)
-    return ReweightedPairs(
-        noisy=noisy,
-        clean=clean,
-        coefficients=coef,
-        scale=np.asarray(scale, np.float64),
-        method=method,
-        modulation=modulation,
-    )
-
-
-def crop_pairs(
-    noisy, clean, size: int, n: int, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut ``n`` aligned random ``size x size`` crops from a stack of (noisy, clean) pairs.
-
-    Every source pair is used in turn (a seeded permutation, repeated as often as needed) with a uniformly
-    random crop position, so ``n`` may exceed the number of pairs (data augmentation).
-
-    Parameters
-    ----------
-    noisy, clean : array_like, shape (m, p, p)
-        Aligned simulated pairs, ``p >= size``.
-    size : int
-        Side of the crops (px).
-    n : int
-        Number of crops.
-    seed : int
-
-    Returns
-    -------
-    noisy_crops, clean_crops : numpy.ndarray, float32, shape (n, size, size)
-    origins : numpy.ndarray, int64, shape (n, 3)
-        Source index, top row and left column of each crop.
-    """
-    noisy = validate_image(noisy, name="simulated noisy pairs", ndim=3)
-    clean = validate_image(clean, name="simulated clean pairs", ndim=3)
-    if noisy.shape != clean.shape:
-        raise InputError(
-            f"noisy pairs {noisy.shape} and clean pairs {clean.shape} differ in shape; "
-            "re-run `nt2c simulate --force`."
-        )
-    m, ph, pw = noisy.shape
-    if size > min(ph, pw):
-        raise InputError(
-            f"the simulated pairs ({ph} x {pw} px) are smaller than the noise patches ({size} px); "
-            "simulate larger pairs (simulate.pair_patch_px) or train the GAN at a smaller patch_px."
-        )
-    if n < 1:
-        raise InputError(f"n={n}: ask for at least one pair.")
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(m) for _ in range(-(-n // m))])[:n]
-    rows = rng.integers(0, ph - size + 1, n)
-    cols = rng.integers(0, pw - size + 1, n)
-    idx = order[:, None, None]
-    r = rows[:, None, None] + np.arange(size)[None, :, None]
-    c = cols[:, None, None] + np.arange(size)[None, None, :]
-    return noisy[idx, r, c], clean[idx, r, c], np.stack([order, rows, cols], -1).astype(np.int64)
-
-
-def _write_coefficients(path: Path, coef: np.ndarray, origins: np.ndarray, scale: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["pair", "source", "row", "col", "alpha", "beta", "gamma", "modulation_scale"])
-            for k, ((src, row, col), (a, b, g), s) in enumerate(zip(origins, coef, scale)):
-                writer.writerow(
-                    [k, int(src), int(row), int(col), f"{a:.8g}", f"{b:.8g}", f"{g:.8g}", f"{s:.8g}"]
-                )
-    return path
-
-
-def read_coefficients(path) -> dict[str, np.ndarray]:
-    """Read ``RUN/pairs/coefficients.csv`` into columns (``alpha``, ``beta``, ``gamma``, ...).
-
-    Parameters
-    ----------
-    path : path-like
-        The CSV file, or a run directory (``RUN/pairs/coefficients.csv`` is read).
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "pairs" / "coefficients.csv"
-    if not path.is_file():
-        raise InputError(f"{path} does not exist; run `nt2c reweight --run RUN` first.")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"alpha", "beta", "gamma"} <= set(rows[0]):
-        raise InputError(f"{path} has no alpha/beta/gamma rows; delete it and run `nt2c reweight --force`.")
-    return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
-
-
-def reweight_stage(run, settings, params) -> list[Path]:
-    """Pipeline stage ``reweight``: GAN noise onto simulated clean patches -> ``RUN/pairs/``.
-
-    Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and draws ``settings.n_pairs`` noise fields
-    of side d (``settings.patch_px``, by default the GAN's patch side): samples of the GAN
-    ``RUN/models/gan.safetensors`` (``noise_source="gan"``, the paper; larger sides blend GAN patches,
-    :func:`nt2c.noise.gan.sample_noise_fields`) or resampled real noise patches ``RUN/noise/patches.mrcs``
-    (``noise_source="patches"``, :func:`nt2c.noise.gan.resample_patches`). Cuts as many random aligned
-    d x d crops of the simulated pairs, and writes ``RUN/pairs/pairs_noisy.mrcs`` (Y), ``pairs_clean.mrcs``
-    (the targets), ``coefficients.csv`` (alpha, beta, gamma per pair with the crop origins) and
-    ``summary.json``.
-
-    Parameters
-    ----------
-    run : RunDir
-    settings : ReweightConfig
-        ``method``, ``n_pairs``, ``noise_source``, ``patch_px``, ``seed``, ``device``.
-    params : ExperimentParams
-        Used for the pixel size written into the MRC headers.
-
-    Returns
-    -------
-    list of pathlib.Path
-    """
-    sim = run.simulated
-    noisy_path, clean_path = sim / "pairs_noisy.mrcs", sim / "pairs_clean.mrcs"
-    for path in (noisy_path, clean_path):
-        if not path.is_file():
-            raise StageError(f"{path} is missing; run `nt2c simulate --run {run.path}` first.")
-    gan_path = run.models / "gan.safetensors"
-    patches_path = run.noise / "patches.mrcs"
-    if settings.noise_source == "gan" and not gan_path.is_file():
-        raise StageError(f"{gan_path} is missing; run `nt2c train-gan --run {run.path}` first.")
-    if settings.noise_source == "patches" and not patches_path.is_file():
-        raise StageError(f"{patches_path} is missing; run `nt2c extract-noise --run {run.path}` first.")
-    sim_noisy, _ = read_mrc(noisy_path)
-    sim_clean, _ = read_mrc(clean_path)
-    if sim_noisy.ndim == 2:
-        sim_noisy, sim_clean = sim_noisy[None], sim_clean[None]
-
-    from nt2c.noise.gan import resample_patches, sample_noise_fields
-
-    if settings.noise_source == "gan":
-        V = sample_noise_fields(
-            gan_path, settings.n_pairs, settings.patch_px, seed=settings.seed, device=settings.device
-        )
-    else:
-        V = resample_patches(
-            read_mrc(patches_path)[0], settings.n_pairs, settings.patch_px, seed=settings.seed
-        )
-    V = np.asarray(V, dtype=np.float32)
-    if V.ndim != 3 or V.shape[1] != V.shape[2] or V.shape[0] != settings.n_pairs:
-        raise StageError(
-            f"sample_noise returned shape {V.shape}, expected ({settings.n_pairs}, d, d) (a bug)."
-        )
-    d = V.shape[-1]
-    X, S, origins = crop_pairs(sim_noisy, sim_clean, d, settings.n_pairs, seed=settings.seed)
-    pairs = reweight_pairs(S, X, V, method=settings.method)
-    out = run.pairs
-    paths = [
-        write_mrc(out / "pairs_noisy.mrcs", pairs.noisy, pixel_size_A=params.pixel_size_A, overwrite=True),
-        write_mrc(out / "pairs_clean.mrcs", pairs.clean, pixel_size_A=params.pixel_size_A, overwrite=True),
-        _write_coefficients(out / "coefficients.csv", pairs.coefficients, origins, pairs.scale),
-    ]
-    nsr = pairs.noise_to_signal()
-    summary = {
-        "method": settings.method,
-        "noise_source": settings.noise_source,
-        "modulation": pairs.modulation,
-        "n_pairs": int(settings.n_pairs),
-        "patch_px": int(d),
-        "source_pairs": int(sim_noisy.shape[0]),
-        "median": {k: float(np.median(v)) for k, v in zip("alpha beta gamma".split(), pairs.coefficients.T)},
-        "median_noise_to_signal": float(np.median(nsr[np.isfinite(nsr)])) if np.isfinite(nsr).any() else None,
-        "reference_noise_to_signal": _median_nsr(X, S),
-    }
-    paths.append(write_json(out / "summary.json", summary))
-    log.info(
-        "reweight: %d pairs of %d px, method %s, noise from %s, median beta %.3g",
-        settings.n_pairs,
-        d,
-        settings.method,
-        settings.noise_source,
-        summary["median"]["beta"],
-    )
-    return paths
-
-
-def _median_nsr(X: np.ndarray, S: np.ndarray) -> float | None:
-    """Median std(X - S) / std(S) of the simulated crops (the SNR the matched method reproduces)."""
-    n = len(X)
-    noise = (X - S).reshape(n, -1).std(1)
-    signal = S.reshape(n, -1).std(1)
-    ok = signal > 0
-    return float(np.median(noise[ok] / signal[ok])) if ok.any() else None

@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
+#: Offset of the test set's dataset seed: its micrographs never share a seed with the training ones.
+TEST_SEED_OFFSET = 2_000_003
+
+
 def micrograph_seed(seed: int, index: int) -> int:
     """Derive the seed of micrograph ``index`` of a dataset seeded with ``seed`` (independent streams)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
@@ -136,8 +140,14 @@ def _as_stack(images) -> list[np.ndarray]:
 
 
 def cut_patch_pairs(
-    noisy: Sequence, clean: Sequence, *, n_pairs: int, patch_px: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+    noisy: Sequence,
+    clean: Sequence,
+    *,
+    n_pairs: int,
+    patch_px: int,
+    seed: int = 0,
+    return_sources: bool = False,
+):
     """Cut aligned (noisy, clean) patches at random positions of random micrographs.
 
     Parameters
@@ -148,10 +158,14 @@ def cut_patch_pairs(
     patch_px : int
         Patch side (px).
     seed : int
+    return_sources : bool
+        Also return where each pair was cut.
 
     Returns
     -------
     noisy_patches, clean_patches : numpy.ndarray, float32, shape (n_pairs, patch_px, patch_px)
+    sources : numpy.ndarray, int64, shape (n_pairs, 3)
+        Only with ``return_sources``: micrograph index, top row and left column (px) of each pair.
     """
     noisy, clean = _as_stack(noisy), _as_stack(clean)
     if not noisy or len(noisy) != len(clean):
@@ -171,6 +185,7 @@ def cut_patch_pairs(
     rng = np.random.default_rng(seed)
     out_n = np.empty((n_pairs, patch_px, patch_px), dtype=np.float32)
     out_c = np.empty_like(out_n)
+    sources = np.empty((n_pairs, 3), dtype=np.int64)
     for k in range(n_pairs):
         m = int(rng.integers(len(noisy)))
         ny, nx = noisy[m].shape
@@ -178,7 +193,8 @@ def cut_patch_pairs(
         x = int(rng.integers(0, nx - patch_px + 1))
         out_n[k] = noisy[m][y : y + patch_px, x : x + patch_px]
         out_c[k] = clean[m][y : y + patch_px, x : x + patch_px]
-    return out_n, out_c
+        sources[k] = (m, y, x)
+    return (out_n, out_c, sources) if return_sources else (out_n, out_c)
 
 
 class PatchPairs:
@@ -231,13 +247,17 @@ class PatchPairs:
 
 
 def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> list[Path]:
-    """Pipeline stage ``simulate``: micrographs and training pairs into ``RUN/simulated/``.
+    """Pipeline stage ``simulate``: training micrographs and pairs, and a separate test set.
 
-    Writes ``mic_0000.mrc``, ``mic_0000_clean.mrc``, ``mic_0000_coords.star``, ``mic_0000.json``, ... and
-    ``pairs_noisy.mrcs`` / ``pairs_clean.mrcs`` (``settings.n_pairs`` aligned patches of
-    ``settings.pair_patch_px``). ``settings.n_micrographs`` and ``settings.image_size_px`` override the
+    Writes into ``RUN/simulated/`` ``mic_0000.mrc``, ``mic_0000_clean.mrc``, ``mic_0000_coords.star``,
+    ``mic_0000.json``, ... and ``pairs_noisy.mrcs`` / ``pairs_clean.mrcs`` (``settings.n_pairs`` aligned
+    patches of ``settings.pair_patch_px``) with ``pairs_sources.csv`` (where each pair was cut), and into
+    ``RUN/test/`` ``settings.n_test_micrographs`` more micrographs of their own seeds that no model trains on
+    (what ``nt2c evaluate`` scores). ``settings.n_micrographs`` and ``settings.image_size_px`` override the
     parameters when set (profiles); particles that do not fit a smaller image are left out.
     """
+    from nt2c.denoiser.pairs import write_pair_sources
+
     out = run.simulated
     n = settings.n_micrographs or params.n_micrographs
     size = settings.image_size_px or params.image_size_px
@@ -246,25 +266,29 @@ def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> l
             f"pair_patch_px = {settings.pair_patch_px} exceeds the micrograph size {list(size)}; "
             "lower pair_patch_px or raise image_size_px."
         )
-    for old in out.glob("mic_*"):  # a re-run replaces the previous set entirely
+    test = run.path / "test"
+    for old in [*out.glob("mic_*"), *test.glob("mic_*")]:  # a re-run replaces the previous sets entirely
         old.unlink()
-    written = simulate_dataset(
-        params,
-        out,
-        n_micrographs=n,
-        seed=settings.seed,
-        image_size_px=size,
-        overwrite=True,
-        allow_fewer=True,
-        device=settings.device,
-    )
+    common = dict(image_size_px=size, overwrite=True, allow_fewer=True, device=settings.device)
+    written = simulate_dataset(params, out, n_micrographs=n, seed=settings.seed, **common)
     noisy = [p for p in written if p.suffix == ".mrc" and not p.name.endswith("_clean.mrc")]
     clean = [p.with_name(p.stem + "_clean.mrc") for p in noisy]
-    pn, pc = cut_patch_pairs(
-        noisy, clean, n_pairs=settings.n_pairs, patch_px=settings.pair_patch_px, seed=settings.seed
+    pn, pc, sources = cut_patch_pairs(
+        noisy,
+        clean,
+        n_pairs=settings.n_pairs,
+        patch_px=settings.pair_patch_px,
+        seed=settings.seed,
+        return_sources=True,
     )
     pairs = [
         write_mrc(out / "pairs_noisy.mrcs", pn, pixel_size_A=params.pixel_size_A, overwrite=True),
         write_mrc(out / "pairs_clean.mrcs", pc, pixel_size_A=params.pixel_size_A, overwrite=True),
+        write_pair_sources(out / "pairs_sources.csv", sources, [p.name for p in noisy]),
     ]
+    if settings.n_test_micrographs:
+        test_seed = settings.seed + TEST_SEED_OFFSET
+        written += simulate_dataset(
+            params, test, n_micrographs=settings.n_test_micrographs, seed=test_seed, **common
+        )
     return written + pairs

@@ -1,23 +1,31 @@
 """The embedded default's "experimental" micrographs: simulated stand-ins for a user's real data.
 
 ``nt2c run`` without ``--micrographs`` needs micrographs whose noise the coarse training pairs do *not* already
-describe, or NT2C's noise transfer has nothing to learn. The stand-ins are simulated from the same acquisition
-parameters as the coarse training data (``RUN/params.yaml``), with three departures that a physical simulator
-from the nominal parameters misses on real data:
+describe, or NT2C's noise transfer has nothing to learn. The stand-ins are simulated from the same specimen,
+defocus range, dose and CTF as the coarse training data (``RUN/params.yaml``), with these departures:
 
 * **thicker ice** (``ice_thickness_factor`` x the nominal thickness, default 2): more structural noise of the
   ice, with its own spectrum (:func:`nt2c.simulation.ice.structural_noise`);
-* **a K2 detector** (its measured MTF and DQE), whatever ``params.detector`` says;
+* **structural noise** switched on, whatever ``params.structural_noise`` says;
+* **the detector** ``Departures.detector`` (default K2): a departure only when ``params.detector`` is another
+  one -- with the default parameters (``detector: k2``) the stand-ins have the training data's detector;
 * **a gain non-uniformity** (an imperfect gain reference): the recorded counts are multiplied by a fixed
   pattern ``g(y, x) = 1 + s_px n(y, x) + s_col c(x) + s_row r(y)`` with independent standard normal ``n``,
   ``c``, ``r`` (per-pixel gain errors and the column/row banding of CMOS read-out), the *same* map for every
   micrograph of the run, as a detector's gain reference is.
 
+They are still nt2c's own simulator: they test the plumbing and the behaviour where the truth is known, not
+whether the method works on real noise (for that, see ``benchmarks/bench_real.py``).
+
+Two sets of the same acquisition: the micrographs NT2C learns its noise from (listed in ``RUN/micrographs.txt``)
+and ``n_heldout`` more that are only denoised and scored (``RUN/heldout.txt``): "same micrographs" and "new
+micrographs of the same acquisition" in the evaluation tables.
+
 The clean image of each stand-in is the simulator's noise-free target (specimen signal through CTF and MTF, no
 shot noise, no structural noise, no gain pattern): what a perfect denoiser returns. Files, in
 ``RUN/experimental/``: ``exp_NNNN.mrc`` (noisy, counts/px), ``exp_NNNN_clean.mrc``, ``exp_NNNN_coords.star``,
-``exp_NNNN.json`` (what was drawn), ``gain_map.mrc`` and ``manifest.json`` (settings and file list; a call with
-the same settings finds it and simulates nothing).
+``exp_NNNN.json`` (what was drawn), ``gain_map.mrc`` and ``manifest.json`` (settings and file list, each entry
+with its ``split``; a call with the same settings finds it and simulates nothing).
 """
 
 from __future__ import annotations
@@ -109,6 +117,7 @@ def simulate_experimental(
     profile: str = "quick",
     seed: int = 0,
     n_micrographs: int | None = None,
+    n_heldout: int | None = None,
     departures: Departures = Departures(),
     device: str = "auto",
 ) -> list[Path]:
@@ -127,6 +136,9 @@ def simulate_experimental(
     n_micrographs : int, optional
         Default: as many as the profile simulates for the coarse training (their background patches are what
         the GAN learns from).
+    n_heldout : int, optional
+        Held-out stand-ins of the same acquisition, only denoised and scored (listed in ``RUN/heldout.txt``).
+        Default: half as many, at least one.
     departures : Departures
         How the stand-ins depart from the nominal simulation.
     device : str
@@ -134,7 +146,7 @@ def simulate_experimental(
     Returns
     -------
     list of pathlib.Path
-        The noisy stand-in micrographs (absolute paths).
+        The noisy stand-ins the run learns from (absolute paths); the held-out ones are in ``RUN/heldout.txt``.
     """
     from nt2c.simulation.micrograph import simulate_micrograph, specimen_from_params
 
@@ -143,12 +155,16 @@ def simulate_experimental(
     count = n_micrographs or sim.n_micrographs or params.n_micrographs
     if count < 1:
         raise ConfigError(f"n_micrographs={n_micrographs}: simulate at least one stand-in.")
+    held = max(1, count // 2) if n_heldout is None else int(n_heldout)
+    if held < 0:
+        raise ConfigError(f"n_heldout={n_heldout}: must be >= 0.")
     folder = Path(run.path) / "experimental"
     folder.mkdir(parents=True, exist_ok=True)
     settings = {
         "params": params.to_dict(),
         "image_size_px": list(size),
         "n_micrographs": int(count),
+        "n_heldout": int(held),
         "seed": int(seed),
         "departures": asdict(departures),
     }
@@ -159,7 +175,7 @@ def simulate_experimental(
         if manifest.get("settings") == settings and all(
             Path(e[k]).is_file() for e in entries for k in ("micrograph", "clean", "coords")
         ):
-            return [Path(e["micrograph"]) for e in entries]
+            return _list_splits(run, entries)
 
     nominal = params.model_copy(
         update={
@@ -175,7 +191,7 @@ def simulate_experimental(
     from nt2c.progress import progress
 
     entries = []
-    for k in progress(range(count), desc="stand-ins", unit="mic"):
+    for k in progress(range(count + held), desc="stand-ins", unit="mic"):
         mic = simulate_micrograph(
             nominal, specimen=specimen, seed=seed + _SEED_OFFSET + 1 + k, allow_fewer=True, device=device
         )
@@ -204,6 +220,17 @@ def simulate_experimental(
                 {**mic.meta, "departures": asdict(departures), "gain_map": "gain_map.mrc"},
             ),
         }
-        entries.append({k2: str(Path(v).resolve()) for k2, v in paths.items()})
+        entry = {k2: str(Path(v).resolve()) for k2, v in paths.items()}
+        entries.append({**entry, "split": "learn" if k < count else "heldout"})
     write_json(manifest_path, {"settings": settings, "micrographs": entries})
-    return [Path(e["micrograph"]) for e in entries]
+    return _list_splits(run, entries)
+
+
+def _list_splits(run, entries: list[dict]) -> list[Path]:
+    """Write ``RUN/heldout.txt``; return the stand-ins the run learns from."""
+    from nt2c.run.micrographs import write_micrograph_list
+
+    learn = [Path(e["micrograph"]) for e in entries if e.get("split", "learn") == "learn"]
+    heldout = [Path(e["micrograph"]) for e in entries if e.get("split") == "heldout"]
+    write_micrograph_list(run, heldout, "heldout")
+    return learn
