@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +23,8 @@ from nt2c.errors import InputError
 
 __all__ = [
     "atomic_path",
+    "remove_partial_files",
+    "describe_file",
     "write_json",
     "read_json",
     "read_mrc",
@@ -34,9 +39,38 @@ __all__ = [
 IMAGE_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff")
 
 
+#: Characters of the random part of a temporary file name (the alphabet of :func:`tempfile.mkstemp`).
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+#: nt2c's temporary files: ``.NAME.XXXXXXXX.part`` (atomic writes, 8 random characters) and
+#: ``.NAME.partial`` (a resumable download of ``NAME``, :mod:`nt2c.data`). Nothing else matches.
+PARTIAL_FILE_RE = re.compile(r"^\..+\.(?:[a-z0-9_]{8}\.part|partial)$")
+
+
+def _new_temp_file(folder: Path, name: str) -> tuple[Path, int]:
+    """Create an empty ``folder/.NAME.XXXXXXXX.part`` with the mode the umask gives; return (path, mode)."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{''.join(secrets.choice(_TEMP_CHARS) for _ in range(8))}.part"
+        try:
+            # mode 0o666 filtered by the process umask (tempfile.mkstemp would force 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"cannot create a temporary file beside {folder / name}")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The temporary file ``.NAME.XXXXXXXX.part`` is created empty, with the permissions the process umask
+    gives a new file (``0o666 & ~umask``, as ``open`` would), so files written through it are as readable
+    to the other users of a shared folder as any other new file. A run that is killed mid-write can leave it
+    behind; :func:`remove_partial_files` removes such leftovers.
 
     Parameters
     ----------
@@ -51,15 +85,63 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
             f"{path} already exists; nt2c does not overwrite files. Choose another output or delete it."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path, mode = _new_temp_file(path.parent, path.name)
     try:
         yield tmp_path
+        # a writer that replaced the file (instead of writing into it) may have set its own mode
+        with contextlib.suppress(OSError):
+            if stat.S_IMODE(tmp_path.stat().st_mode) != mode:
+                os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_partial_files(folder: str | os.PathLike, *, keep=(), older_than_s: float = 0.0) -> list[Path]:
+    """Delete the temporary files that killed nt2c runs left under ``folder`` (recursively).
+
+    Only nt2c's own temporary-file names are touched: ``.NAME.XXXXXXXX.part`` (an interrupted
+    :func:`atomic_path` write; ``XXXXXXXX`` is 8 characters of ``a-z0-9_``) and ``.NAME.partial`` (an
+    interrupted download). User files, symbolic links and anything outside ``folder`` are never removed;
+    links to folders are not followed.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder to clean; a missing folder gives an empty list.
+    keep : iterable of path-like
+        Temporary files to leave in place (for example downloads that are about to be resumed).
+    older_than_s : float
+        Leave files modified less than this many seconds ago (a process that is still writing them).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed, sorted.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    kept = {os.path.abspath(p) for p in keep}
+    now = time.time()
+    removed = []
+    for dirpath, _dirs, names in os.walk(root, followlinks=False):
+        for name in names:
+            if not PARTIAL_FILE_RE.match(name):
+                continue
+            path = Path(dirpath) / name
+            if os.path.abspath(path) in kept:
+                continue
+            try:
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s:
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # removed meanwhile (another process finished it)
+                continue
+            removed.append(path)
+    return sorted(removed)
 
 
 def write_json(path: str | os.PathLike, obj: Mapping) -> Path:
@@ -73,8 +155,7 @@ def write_json(path: str | os.PathLike, obj: Mapping) -> Path:
 def read_json(path: str | os.PathLike) -> dict:
     """Read a JSON file with a clear error when it is missing or corrupt."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist.")
+    _require_file(path, "a JSON file")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -129,17 +210,98 @@ def validate_image(
     return arr
 
 
+def _require_file(path: Path, what: str, pattern: str | None = None) -> None:
+    """Raise :class:`InputError` unless ``path`` is an existing file (a folder gets its own message)."""
+    if path.is_dir():
+        hint = f"; give the files in it, e.g. '{path / pattern}' (quoted)" if pattern else ""
+        raise InputError(f"{path} is a folder, not {what}{hint}.")
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; check the path.")
+
+
+#: Leading bytes of file types that are often mistaken for micrographs: (magic, description, what to do).
+_PICTURE = "nt2c reads the original MRC or TIFF micrograph, not a picture of it"
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", _PICTURE),
+    (b"\xff\xd8\xff", "a JPEG image", _PICTURE),
+    (b"II*\x00", "a TIFF file", "name it .tif or .tiff so that nt2c reads it as TIFF"),
+    (b"MM\x00*", "a TIFF file", "name it .tif or .tiff so that nt2c reads it as TIFF"),
+    (b"II+\x00", "a BigTIFF file", "name it .tif or .tiff so that nt2c reads it as TIFF"),
+    (b"MM\x00+", "a BigTIFF file", "name it .tif or .tiff so that nt2c reads it as TIFF"),
+    (b"\x1f\x8b", "gzip-compressed data", "decompress it first (gunzip)"),
+    (b"BZh", "bzip2-compressed data", "decompress it first (bunzip2)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data", "decompress it first (unzstd)"),
+    (b"PK\x03\x04", "a ZIP archive", "unpack it first"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "convert it to MRC"),
+    (b"\x93NUMPY", "a NumPy .npy array", "write it as MRC with nt2c.io.write_mrc"),
+)
+_SNIFF_BYTES = 4096
+
+
+def describe_file(path: str | os.PathLike) -> tuple[str, str] | None:
+    """Guess, from its first bytes, what a file that is not what its name says holds.
+
+    Recognises empty files, common image, archive and compressed formats by their magic bytes, HTML pages
+    and plain text. An MRC header (1024 bytes, mostly binary integers with zero bytes) is never taken for
+    any of these.
+
+    Parameters
+    ----------
+    path : path-like
+        An existing file.
+
+    Returns
+    -------
+    (description, advice) or None
+        For example ``("a PNG image", "nt2c reads the original ...")``; None when the first bytes match
+        none of the known formats (the file may still be corrupt).
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if not head:
+        return "an empty file (0 bytes)", "copy or download it again"
+    for magic, kind, advice in _MAGIC:
+        if head.startswith(magic):
+            return kind, advice
+    if b"\x00" in head:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return None
+        text = head[: exc.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    if not text or printable < 0.95 * len(text):
+        return None
+    start = text.lstrip()[:40].lower()
+    if start.startswith(("<!doctype html", "<html", "<?xml", "<head")):
+        return "an HTML/XML page", "it is what a failed download saves; download or copy the file again"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"text (it starts with {first!r})", "give the MRC file itself, not a list or a note"
+
+
+def _not_mrc_message(path: Path, kind: str, advice: str) -> str:
+    return f"{path} is not an MRC file: it looks like {kind}; {advice}."
+
+
 def _open_mrc(path: Path):
     import mrcfile
 
-    if not path.is_file():
-        raise InputError(f"{path} does not exist; check the path.")
+    _require_file(path, "an MRC file", "*.mrc")
+    looks = describe_file(path)
+    if looks is not None:
+        raise InputError(_not_mrc_message(path, *looks))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return mrcfile.mmap(path, mode="r", permissive=True)
     except Exception as exc:  # mrcfile raises ValueError, OSError, ...
-        raise InputError(f"{path} is not a readable MRC file ({exc}).") from exc
+        raise InputError(
+            f"{path} is not a readable MRC file ({exc}); copy or download it again, or check that it is "
+            "an MRC micrograph."
+        ) from exc
 
 
 def read_mrc(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.ndarray, float | None]:
@@ -163,7 +325,15 @@ def read_mrc(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.nd
     mrc = _open_mrc(path)
     try:
         if mrc.data is None:
-            raise InputError(f"{path} has an MRC header but no data; the file is truncated or corrupt.")
+            if path.stat().st_size < 1024:
+                raise InputError(
+                    f"{path} is not an MRC file: it has {path.stat().st_size} bytes, fewer than the "
+                    "1024-byte MRC header; copy or download it again."
+                )
+            raise InputError(
+                f"{path} is not a readable MRC file: its first 1024 bytes are no valid MRC header (or it has "
+                "a header but no data: truncated); copy or download it again."
+            )
         expected = (
             int(np.prod(mrc.data.shape)) * mrc.data.dtype.itemsize
             + mrc.header.nbytes
@@ -181,7 +351,7 @@ def read_mrc(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.nd
 
 
 def read_mrc_header_pixel_size(path: str | os.PathLike) -> float | None:
-    """The voxel size (Angstrom) in an MRC header, or None when unset."""
+    """Read the voxel size (Angstrom) of an MRC header; None when unset."""
     mrc = _open_mrc(Path(path))
     try:
         size = float(mrc.voxel_size.x)
@@ -201,15 +371,20 @@ def read_image(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".tif", ".tiff"):
+        _require_file(path, "a micrograph file", "*.mrc")
     if suffix in (".tif", ".tiff"):
-        if not path.is_file():
-            raise InputError(f"{path} does not exist; check the path.")
         import tifffile
 
         try:
             data = tifffile.imread(path)
         except Exception as exc:
-            raise InputError(f"{path} is not a readable TIFF file ({exc}).") from exc
+            looks = describe_file(path)
+            if looks is not None and "TIFF" not in looks[0]:
+                raise InputError(
+                    f"{path} is not a TIFF file: it looks like {looks[0]}; {looks[1]}."
+                ) from None
+            raise InputError(f"{path} is not a readable TIFF file ({exc}); copy it again.") from exc
         pixel_size = None
     elif suffix in (".mrc", ".mrcs", ".map"):
         data, pixel_size = read_mrc(path, allow_nan=True)
@@ -220,7 +395,8 @@ def read_image(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.
         data = data[0]
     if data.ndim != 2:
         raise InputError(
-            f"{path} holds an array of shape {data.shape}, not one micrograph; sum or split movie frames first."
+            f"{path} holds an array of shape {data.shape}, not one micrograph; sum or split movie frames "
+            "first."
         )
     return validate_image(data, name=str(path), allow_nan=allow_nan), pixel_size
 
@@ -277,8 +453,7 @@ def read_star(path: str | os.PathLike, block: str | None = None) -> dict[str, np
         Column name (without ``_``) to values; numeric columns are float arrays, others strings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist; check the path.")
+    _require_file(path, "a STAR file", "*.star")
     lines = path.read_text().splitlines()
     current = None
     i = 0

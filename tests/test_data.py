@@ -1,8 +1,12 @@
 """Dataset manifests and `nt2c fetch`, served from a loopback HTTP server (never the internet)."""
 
+import gzip
 import hashlib
 import http.server
+import os
+import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +169,312 @@ def test_offline_error_says_how_to_place_files(tmp_path, monkeypatch):
     )  # port 9: nothing listens
     with pytest.raises(DataError, match="place them in .*NT2C_DATA_MIRROR"):
         fetch("TOY")
+
+
+# -- confinement to the cache, http(s) only (issue 15) ----------------------------------------------------
+def _outside_files(tmp_path):
+    """Files under tmp_path that are neither served, nor manifests, nor in the cache."""
+    skip = {"served", "manifests", "cache"}
+    return sorted(
+        p.relative_to(tmp_path)
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.relative_to(tmp_path).parts[0] not in skip
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil.mrc",
+        "../../evil.mrc",
+        "sub/../../evil.mrc",
+        "/tmp/nt2c-evil.mrc",
+        "",
+        "..",
+        ".hidden.mrc",
+        "a\\b.mrc",
+        "checksums.txt",
+        "bad\nname.mrc",
+    ],
+)
+def test_fetch_refuses_manifest_names_outside_the_cache(server, tmp_path, monkeypatch, name):
+    folder, url, _ = server
+    (folder / "evil.mrc").write_bytes(b"x" * 10)
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": name}])
+    with pytest.raises(DataError, match="refusing file name"):
+        fetch("TOY")
+    assert _outside_files(tmp_path) == []
+    assert not Path("/tmp/nt2c-evil.mrc").exists()
+
+
+class ListingHandler(RangeHandler):
+    """A folder listing whose links are given by the test (``links``); any other path serves 10 bytes."""
+
+    links: list[str] = []
+
+    def do_GET(self):
+        if self.path == "/":
+            body = "".join(f'<a href="{h}">{h}</a>\n' for h in self.links).encode()
+        else:
+            body = b"0123456789"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture()
+def listing_server():
+    handler = type("Handler", (ListingHandler,), {"links": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", handler
+    httpd.shutdown()
+
+
+def test_fetch_refuses_listing_names_that_decode_to_paths(listing_server, tmp_path, monkeypatch):
+    url, handler = listing_server
+    handler.links = ["good.mrc", "..%2F..%2Fx.mrc"]
+    _manifest(tmp_path, monkeypatch, url, pattern="*.mrc")
+    with pytest.raises(DataError, match=r"refusing file name '\.\./\.\./x\.mrc' from the listing"):
+        fetch("TOY")
+    assert _outside_files(tmp_path) == []
+    assert not (tmp_path / "cache" / "TOY" / "good.mrc").exists()  # refused before anything is written
+
+
+def test_fetch_skips_navigation_links_of_a_listing(listing_server, tmp_path, monkeypatch):
+    url, handler = listing_server
+    handler.links = ["../", "?C=N;O=D", "sub/", "/", "a%20b.mrc", "http://elsewhere.invalid/other/c.mrc"]
+    _manifest(tmp_path, monkeypatch, url, pattern="*")
+    paths = fetch("TOY")
+    assert [p.name for p in paths] == ["a b.mrc", "c.mrc"]  # c.mrc is fetched from the base URL
+    assert all(p.parent == tmp_path / "cache" / "TOY" for p in paths)
+
+
+@pytest.mark.parametrize(
+    "files, match",
+    [
+        ({"base_url": "file:///etc/"}, "not an http"),
+        ({"base_url": "ftp://127.0.0.1:9/"}, "not an http"),
+        ({"list": [{"name": "hostname", "url": "file:///etc/hostname"}]}, "not an http"),
+    ],
+)
+def test_fetch_accepts_only_http_urls(tmp_path, monkeypatch, files, match):
+    _manifest(tmp_path, monkeypatch, None)
+    raw = yaml.safe_load((tmp_path / "manifests" / "toy.yaml").read_text())
+    raw["files"] = {"list": [{"name": "hostname"}], **files}
+    (tmp_path / "manifests" / "toy.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match=match):
+        fetch("TOY")
+    assert not (tmp_path / "cache" / "TOY" / "hostname").exists()
+
+
+def test_mirror_must_be_a_folder_or_http_url(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "a.mrc").write_bytes(b"abc")
+    _manifest(tmp_path, monkeypatch, "https://example.invalid/data/", files=[{"name": "a.mrc"}])
+    for bad in (mirror.as_uri(), "ftp://127.0.0.1:9/", str(tmp_path / "missing")):
+        with pytest.raises(DataError, match="neither an existing folder nor an http"):
+            fetch("TOY", mirror=bad)
+
+
+class RedirectHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", "ftp://127.0.0.1:9/a.mrc")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_redirects_to_other_schemes_are_not_followed(tmp_path, monkeypatch):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RedirectHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        _manifest(
+            tmp_path, monkeypatch, f"http://127.0.0.1:{httpd.server_address[1]}/", files=[{"name": "a.mrc"}]
+        )
+        with pytest.raises(DataError, match="redirect to a non-http"):
+            fetch("TOY")
+    finally:
+        httpd.shutdown()
+
+
+# -- checksums: explicit trust on first use, recorded and verified (issue 15) ------------------------------
+def test_repository_manifests_say_which_files_are_trusted_on_first_use():
+    from nt2c.data import manifest_dir
+
+    for path in sorted(manifest_dir().glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        for entry in raw.get("datasets", [raw]):
+            files = entry["files"]
+            if files.get("pattern"):
+                assert "sha256" in files, f"{path}: say `sha256: null` (trust on first use) or list digests"
+            for item in files.get("list", []):
+                assert "sha256" in item, f"{path}: {item['name']} needs a sha256 (null: trust on first use)"
+
+
+def test_manifest_checksums_are_validated(tmp_path, monkeypatch):
+    _manifest(tmp_path, monkeypatch, "https://example.invalid/", files=[{"name": "a.mrc", "sha256": "abc"}])
+    with pytest.raises(DataError, match="not 64 hexadecimal digits"):
+        load_manifest("TOY")
+
+
+def test_trust_on_first_use_is_reported_recorded_and_checked(server, tmp_path, monkeypatch, caplog):
+    folder, url, _ = server
+    (folder / "a b.mrc").write_bytes(b"first version")  # EMPIAR-10077 names contain spaces
+    (folder / "c.mrc").write_bytes(b"pinned")
+    pinned = hashlib.sha256(b"pinned").hexdigest()
+    _manifest(
+        tmp_path,
+        monkeypatch,
+        url,
+        files=[{"name": "a b.mrc", "sha256": None}, {"name": "c.mrc", "sha256": pinned}],
+    )
+    with caplog.at_level("WARNING", logger="nt2c.data"):
+        fetch("TOY")
+    lines = [r.getMessage() for r in caplog.records if "trusted on first use" in r.getMessage()]
+    assert len(lines) == 1 and "a b.mrc" in lines[0] and "c.mrc" not in lines[0]
+    record = tmp_path / "cache" / "TOY" / "checksums.txt"
+    assert f"{hashlib.sha256(b'first version').hexdigest()}  a b.mrc\n" in record.read_text()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nt2c.data"):
+        fetch("TOY")  # verified against the record: no new trust
+    assert not [r for r in caplog.records if "trusted on first use" in r.getMessage()]
+    # the server changes the file and the cached copy is lost: the change is detected, nothing is kept
+    (folder / "a b.mrc").write_bytes(b"second version")
+    (tmp_path / "cache" / "TOY" / "a b.mrc").unlink()
+    with pytest.raises(DataError, match="a b.mrc of TOY .* does not match its checksum .*checksums.txt"):
+        fetch("TOY")
+    assert not (tmp_path / "cache" / "TOY" / "a b.mrc").exists()
+    assert not list((tmp_path / "cache" / "TOY").glob(".*partial"))
+
+
+def _cif(pdb_id: str, *, atoms: bool = True) -> bytes:
+    text = f"data_{pdb_id.upper()}\n#\n_entry.id {pdb_id.upper()}\n#\n"
+    if atoms:
+        text += (
+            "loop_\n_atom_site.group_PDB\n_atom_site.id\n_atom_site.type_symbol\n_atom_site.Cartn_x\n"
+            "_atom_site.Cartn_y\n_atom_site.Cartn_z\nATOM 1 C 1.0 2.0 3.0\nATOM 2 N 2.0 2.0 3.0\n#\n"
+        )
+    return gzip.compress(text.encode())
+
+
+def test_fetch_pdb_checks_the_entry_and_records_its_hash(server, tmp_path, monkeypatch, caplog):
+    from nt2c.data import fetch_pdb
+
+    folder, url, _ = server
+    monkeypatch.setenv("NT2C_PDB_MIRROR", url)
+    cache = tmp_path / "cache"
+    (folder / "1abc.cif.gz").write_bytes(_cif("1abc"))
+    with caplog.at_level("WARNING", logger="nt2c.data"):
+        path = fetch_pdb("1ABC", cache=cache)
+    assert path == cache / "pdb" / "1abc.cif.gz" and path.read_bytes() == _cif("1abc")
+    assert any("trusted on first use" in r.getMessage() for r in caplog.records)
+    assert "1abc.cif.gz" in (cache / "pdb" / "checksums.txt").read_text()
+    (folder / "2abc.cif.gz").write_bytes(_cif("1abc"))  # the mirror serves another entry under this name
+    with pytest.raises(DataError, match="holds PDB entry 1ABC, not 2ABC"):
+        fetch_pdb("2abc", cache=cache)
+    (folder / "3abc.cif.gz").write_bytes(b"<html>not found</html>")
+    with pytest.raises(DataError, match="not a readable mmCIF"):
+        fetch_pdb("3abc", cache=cache)
+    (folder / "4abc.cif.gz").write_bytes(_cif("4abc", atoms=False))
+    with pytest.raises(DataError, match="no atom coordinates"):
+        fetch_pdb("4abc", cache=cache)
+    assert sorted(p.name for p in (cache / "pdb").iterdir()) == ["1abc.cif.gz", "checksums.txt"]
+
+
+def test_simulated_dataset_models_are_checked_as_pdb_entries(server, tmp_path, monkeypatch):
+    folder, url, _ = server
+    (folder / "1abc.cif.gz").write_bytes(_cif("9xyz"))
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": "1abc.cif.gz", "sha256": None}])
+    with pytest.raises(DataError, match="holds PDB entry 9XYZ, not 1ABC"):
+        fetch("TOY")
+
+
+def test_check_pdb_file_accepts_a_real_entry(shared_data, tmp_path):
+    from nt2c.data import check_pdb_file
+
+    gz = tmp_path / "8zpm.cif.gz"
+    gz.write_bytes(gzip.compress((shared_data / "pdb" / "8zpm.cif").read_bytes()))
+    check_pdb_file(gz, "8zpm")
+    check_pdb_file(shared_data / "pdb" / "8zpm.cif", "8ZPM")
+    with pytest.raises(DataError, match="holds PDB entry 8ZPM, not 1IRU"):
+        check_pdb_file(gz, "1iru")
+
+
+# -- file modes and leftovers (issue 15) ------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_fetched_files_get_the_mode_the_umask_gives(server, tmp_path, monkeypatch, umask):
+    folder, url, _ = server
+    (folder / "a.mrc").write_bytes(b"abc" * 100)
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": "a.mrc"}])
+    old = os.umask(umask)
+    try:
+        (path,) = fetch("TOY")
+    finally:
+        os.umask(old)
+    for p in (path, path.parent / "checksums.txt"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
+
+
+def test_fetch_removes_leftover_temporary_files_and_resumes(server, tmp_path, monkeypatch):
+    folder, url, handler = server
+    payload = bytes(range(256)) * 40
+    (folder / "a.mrc").write_bytes(payload)
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": "a.mrc"}])
+    cache = tmp_path / "cache" / "TOY"
+    cache.mkdir(parents=True)
+    stale = [cache / ".checksums.txt.k2j9x0_q.part", cache / ".gone.mrc.partial"]  # killed runs
+    mine = [cache / "notes.part", cache / "keep.partial", cache / ".a.mrc.x.part"]  # not nt2c's pattern
+    for p in stale + mine:
+        p.write_bytes(b"old")
+    (cache / ".a.mrc.partial").write_bytes(payload[:1000])  # an interrupted download of a listed file
+    long_ago = time.time() - 3600
+    for p in cache.iterdir():
+        os.utime(p, (long_ago, long_ago))
+    (path,) = fetch("TOY")
+    assert path.read_bytes() == payload
+    assert handler.sent == len(payload) - 1000  # resumed, not restarted
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in mine)
+
+
+def test_a_broken_transfer_is_not_trusted_and_resumes(server, tmp_path, monkeypatch):
+    folder, url, handler = server
+    payload = bytes(range(256)) * 64
+    (folder / "a.mrc").write_bytes(payload)
+    original = handler.do_GET
+
+    def breaking_get(self):  # the first answer promises the whole file and stops half-way
+        handler.do_GET = original
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2])
+        self.close_connection = True
+
+    handler.do_GET = breaking_get
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": "a.mrc"}])
+    with pytest.raises(DataError, match="could not download TOY"):
+        fetch("TOY")
+    cache = tmp_path / "cache" / "TOY"
+    assert not (cache / "a.mrc").exists() and not (cache / "checksums.txt").exists()
+    assert (cache / ".a.mrc.partial").stat().st_size == len(payload) // 2
+    (path,) = fetch("TOY")
+    assert path.read_bytes() == payload
+
+
+def test_a_partial_longer_than_the_file_is_downloaded_again(server, tmp_path, monkeypatch):
+    folder, url, _ = server
+    (folder / "a.mrc").write_bytes(b"new and short")
+    _manifest(tmp_path, monkeypatch, url, files=[{"name": "a.mrc"}])
+    cache = tmp_path / "cache" / "TOY"
+    cache.mkdir(parents=True)
+    (cache / ".a.mrc.partial").write_bytes(b"an older, longer version of the file")  # the server answers 416
+    (path,) = fetch("TOY")
+    assert path.read_bytes() == b"new and short"

@@ -102,7 +102,8 @@ def test_normalization_ignores_a_contaminant_that_inflates_the_global_std(small_
     assert normalization_stats(image[:100, :100]) == pytest.approx(
         normalization_stats(image[:100, :100], mode="global")
     )
-    # the network sees the noise at the level it was trained on (std 1 in a typical tile), not at a tenth of it
+    # the network sees the noise at the level it was trained on (std 1 in a typical tile), not at a tenth
+    # of it
     for mode, level in (("tiles", 1.0), ("global", std / g_std)):
         tile_stds = []
         hook = small_net.register_forward_pre_hook(
@@ -214,3 +215,58 @@ def test_denoising_figures_run(small_net, image):
     ):
         assert fig.axes
         plt.close(fig)
+
+
+# -- issue 15: model files named exactly, one-line mismatch messages, non-finite weights and outputs ---------
+def test_load_model_loads_only_the_file_it_is_given(tmp_path, small_net):
+    weights, _ = save_model(small_net, tmp_path / "fine.safetensors")
+    with pytest.raises(
+        InputError,
+        match=r"fine\.pt is not an nt2c model file.*beside it is .*fine\.safetensors, pass that path",
+    ):
+        load_model(tmp_path / "fine.pt")  # used to load fine.safetensors silently
+    with pytest.raises(InputError, match=r"other\.pth is not an nt2c model file"):
+        load_model(tmp_path / "other.pth")
+    with pytest.raises(
+        InputError, match=r"is a folder; give the model file NAME\.safetensors.*fine\.safetensors"
+    ):
+        load_model(tmp_path)
+    assert load_model(weights).config() == small_net.config()
+
+
+def test_architecture_mismatch_is_one_line_naming_the_expected_model(tmp_path, small_net):
+    weights, sidecar = save_model(small_net, tmp_path / "m.safetensors")
+    info = json.loads(sidecar.read_text())
+    info["model"]["width"] = 8
+    sidecar.write_text(json.dumps(info))
+    with pytest.raises(InputError) as exc:
+        load_model(weights)
+    message = str(exc.value)
+    assert "\n" not in message and len(message) < 600, message
+    assert "m.safetensors does not match the architecture in m.json" in message
+    assert "width=8" in message and "other shapes" in message
+    # the GAN generator is named as such
+    gan_weights, gan_sidecar = tmp_path / "gan.safetensors", tmp_path / "gan.json"
+    gan_weights.write_bytes(weights.read_bytes())
+    gan_sidecar.write_text(json.dumps({"model": "gan-generator", "architecture": {}}))
+    with pytest.raises(InputError, match="GAN noise generator, not a denoiser"):
+        load_model(gan_weights)
+
+
+def _nan_net(small_net):
+    net = UNet(**{k: v for k, v in small_net.config().items() if k != "arch"}).eval()
+    net.load_state_dict(small_net.state_dict())
+    with torch.no_grad():
+        next(iter(net.parameters())).view(-1)[0] = float("nan")
+    return net
+
+
+def test_models_with_non_finite_weights_are_refused_at_load(tmp_path, small_net):
+    weights, _ = save_model(_nan_net(small_net), tmp_path / "diverged.safetensors")
+    with pytest.raises(InputError, match=r"diverged\.safetensors holds NaN or infinite weights \(1 of"):
+        load_model(weights)
+
+
+def test_denoising_never_returns_non_finite_pixels(small_net, image):
+    with pytest.raises(InputError, match="NaN or infinite pixels.*Nothing was written"):
+        denoise_micrograph(_nan_net(small_net), image, show_progress=False)

@@ -4,16 +4,17 @@ A model is stored as two files: ``NAME.safetensors`` (the weights; loading it ne
 pickled ``torch.save``) and ``NAME.json`` (the architecture arguments, the normalisation convention and how
 the model was trained). :func:`load_model` rebuilds the network from the sidecar and loads the weights.
 
-Normalisation convention (shared with :mod:`nt2c.denoiser.training`): the network sees ``(x - mean) / std`` of its
-noisy input and predicts the clean image mapped by the *same* affine transform, so its prediction is mapped
-back with ``y * std + mean`` and comes out in the units of the input (counts per pixel for raw micrographs).
-Training uses each noisy patch's statistics. Inference uses the *typical patch* of the micrograph
-(:func:`normalization_stats`): the medians, over non-overlapping 128 px tiles, of the tile means and standard
-deviations. The standard deviation of a whole micrograph is a poor stand-in for that of its patches wherever it
-holds something large and dark (ice contamination, carbon edge, a thickness gradient): on the real EMPIAR-10025
-micrograph of ``../shared/data`` a contaminant makes it 4.6x the typical tile's, so its noise reached the
-network at a fifth of the level it was trained on (the Eq. 5 SNR gain of a coarse model went from +2.5 dB with
-the global statistics to +12 dB with the tile medians; ``normalization="global"`` keeps the old behaviour).
+Normalisation convention (shared with :mod:`nt2c.denoiser.training`): the network sees ``(x - mean) / std`` of
+its noisy input and predicts the clean image mapped by the *same* affine transform, so its prediction is
+mapped back with ``y * std + mean`` and comes out in the units of the input (counts per pixel for raw
+micrographs). Training uses each noisy patch's statistics. Inference uses the *typical patch* of the
+micrograph (:func:`normalization_stats`): the medians, over non-overlapping 128 px tiles, of the tile means
+and standard deviations. The standard deviation of a whole micrograph is a poor stand-in for that of its
+patches wherever it holds something large and dark (ice contamination, carbon edge, a thickness gradient): on
+the real EMPIAR-10025 micrograph of ``../shared/data`` a contaminant makes it 4.6x the typical tile's, so its
+noise reached the network at a fifth of the level it was trained on (the Eq. 5 SNR gain of a coarse model went
+from +2.5 dB with the global statistics to +12 dB with the tile medians; ``normalization="global"`` keeps the
+old behaviour).
 
 :func:`denoise_micrograph` cuts the normalised micrograph into overlapping tiles aligned to the
 U-Net's pooling grid, runs them in memory-capped batches and blends them with weights that are zero in the
@@ -104,10 +105,30 @@ def save_model(model, path: str | os.PathLike, *, info: dict[str, Any] | None = 
     return weights, _sidecar(weights)
 
 
+def _model_file(path: Path) -> Path:
+    """Check that ``path`` names a model file (``NAME.safetensors`` or ``NAME.json``); return the weights."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f" ({', '.join(found)} are there)" if found else ""
+        raise InputError(f"{path} is a folder; give the model file NAME.safetensors inside it{hint}.")
+    if path.suffix not in (".safetensors", ".json"):
+        candidate = _weights(path)
+        hint = (
+            f"; the model beside it is {candidate}, pass that path"
+            if candidate.is_file() and candidate != path
+            else ""
+        )
+        raise InputError(
+            f"{path} is not an nt2c model file: a model is NAME.safetensors with its NAME.json sidecar "
+            f"(pickled .pt/.pth files and checkpoints are not loaded){hint}."
+        )
+    return _weights(path)
+
+
 def read_model_info(path: str | os.PathLike) -> dict:
-    """The JSON sidecar of a model file (``NAME.safetensors`` or ``NAME.json``)."""
+    """Read the JSON sidecar of a model file (``NAME.safetensors`` or ``NAME.json``)."""
     path = Path(path)
-    side = _sidecar(path)
+    side = _sidecar(_model_file(path))
     if not side.is_file():
         raise InputError(
             f"{side} is missing: an nt2c model is NAME.safetensors plus NAME.json; copy both files "
@@ -117,11 +138,41 @@ def read_model_info(path: str | os.PathLike) -> dict:
         info = json.loads(side.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"{side} is not valid JSON ({exc}); copy the model's .json sidecar again.") from exc
+    if isinstance(info, dict) and info.get("model") == "gan-generator":
+        raise InputError(
+            f"{side} describes the GAN noise generator, not a denoiser; give a denoiser such as "
+            "RUN/models/coarse.safetensors or RUN/models/fine.safetensors."
+        )
     if not isinstance(info, dict) or info.get("format") != "nt2c-model" or "model" not in info:
         raise InputError(
             f"{side} is not an nt2c model sidecar (no 'format': 'nt2c-model' / 'model' entries)."
         )
     return info
+
+
+def _describe_config(config: dict) -> str:
+    config = dict(config)
+    arch = config.pop("arch", "nt2c.UNet")
+    return f"{arch}({', '.join(f'{k}={v}' for k, v in sorted(config.items()))})"
+
+
+def _state_mismatch(expected: dict, state: dict) -> str:
+    """Summarise in one line how the tensors in ``state`` differ from the model's ``expected`` ones."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if reshaped:
+        k = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} tensors of other shapes (e.g. {k!r}: {list(state[k].shape)} in the file, "
+            f"{list(expected[k].shape)} expected)"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]!r})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
+    return "; ".join(parts)
 
 
 def load_model(path: str | os.PathLike, *, device: str = "cpu"):
@@ -130,7 +181,8 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     Parameters
     ----------
     path : path-like
-        ``NAME.safetensors`` or its ``NAME.json`` sidecar; both files must exist.
+        ``NAME.safetensors`` or its ``NAME.json`` sidecar; both files must exist. Any other suffix is an
+        error (nothing else is loaded in its place).
     device : str
         Where to put the weights (``"auto"``, ``"cpu"``, ``"cuda[:N]"``).
 
@@ -142,8 +194,10 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     Raises
     ------
     InputError
-        When a file is missing, corrupt, or the weights do not fit the architecture.
+        When a file is missing, corrupt, not a denoiser, its weights hold NaN or infinite values, or they do
+        not fit the architecture in the sidecar. Every message is one line naming the file.
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -151,7 +205,7 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
     from nt2c.device import resolve_device
 
     path = Path(path)
-    weights = _weights(path)
+    weights = _model_file(path)
     if not weights.is_file():
         raise InputError(
             f"model weights {weights} do not exist; train a model (`nt2c train-coarse --run RUN`) "
@@ -168,10 +222,26 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu"):
         raise InputError(
             f"{weights} is not a readable safetensors file ({exc}); copy or retrain it."
         ) from exc
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise InputError(
+            f"{weights} does not match the architecture in {_sidecar(weights).name}, "
+            f"{_describe_config(info['model'])}: {mismatch}. Copy NAME.safetensors and NAME.json of the same "
+            "model together, or retrain."
+        )
+    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(
+            f"{weights} holds NaN or infinite weights ({len(bad)} of {len(state)} tensors, e.g. {bad[0]!r}): "
+            "its training diverged; retrain it (e.g. with a lower learning rate) or use another model."
+        )
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"{weights} does not match the architecture in {_sidecar(weights)}: {exc}") from exc
+    except RuntimeError as exc:  # a mismatch the check above does not see (dtype, ...): keep it to one line
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(
+            f"{weights} does not match the architecture in {_sidecar(weights).name}: {reason}"
+        ) from None
     model.nt2c_info = info
     return model.to(resolve_device(device)).eval()
 
@@ -193,8 +263,8 @@ def blend_weights(start: int, tile: int, size: int, overlap: int) -> np.ndarray:
     """1-D blending weights of the tile ``[start, start + tile)`` in an axis of length ``size``.
 
     At an edge that borders another tile the weight is 0 over the outer ``overlap // 4`` pixels (the part
-    most affected by the missing context), then ramps linearly to 1 over the next ``overlap - 2 * (overlap // 4)``
-    pixels. At an image edge the weight is 1.
+    most affected by the missing context), then ramps linearly to 1 over the next
+    ``overlap - 2 * (overlap // 4)`` pixels. At an image edge the weight is 1.
 
     Returns
     -------
@@ -221,7 +291,7 @@ def estimate_tile_memory_MB(model, tile_y: int, tile_x: int, batch_size: int) ->
 def normalization_stats(
     image, *, mode: str = "tiles", tile_px: int = NORMALIZATION_TILE_PX
 ) -> tuple[float, float]:
-    """The (mean, std) by which :func:`denoise_micrograph` normalises a micrograph.
+    """Return the (mean, std) by which :func:`denoise_micrograph` normalises a micrograph.
 
     Parameters
     ----------
@@ -296,6 +366,12 @@ def denoise_micrograph(
     -------
     numpy.ndarray, float32, shape (ny, nx)
         The denoised micrograph in the units of ``image``.
+
+    Raises
+    ------
+    InputError
+        For a bad image or tiling parameters, and when the network's output holds NaN or infinite values
+        (then nothing is returned, so no such micrograph is ever written).
     """
     import torch
 
@@ -379,4 +455,18 @@ def denoise_micrograph(
     bar.close()
     out /= np.outer(wsum_y, wsum_x).astype(np.float32)
     result = out[:ny, :nx] * np.float32(std) + np.float32(mean)
+    bad = int(np.size(result) - np.count_nonzero(np.isfinite(result)))
+    if bad:
+        raise InputError(
+            f"the denoised micrograph has {bad} NaN or infinite pixels of {result.size}: the model "
+            f"({_model_label(model)}) produced non-finite values; check that its weights are finite and that "
+            "it was trained on data like this micrograph, or retrain it. Nothing was written."
+        )
     return np.ascontiguousarray(result, dtype=np.float32)
+
+
+def _model_label(model) -> str:
+    info = getattr(model, "nt2c_info", None)
+    if isinstance(info, dict) and isinstance(info.get("model"), dict):
+        return _describe_config(info["model"])
+    return type(model).__name__
