@@ -2,13 +2,14 @@
 
 Modules, in the order of image formation:
 
-* :mod:`.specimen` -- atomic models (PDB/mmCIF via gemmi, PDB ids, the procedural built-in complex);
+* :mod:`.specimen` -- atomic models (PDB/mmCIF via gemmi, PDB ids); :mod:`.builtin` -- the procedural complex;
 * :mod:`.potential` -- projected Coulomb potential from Peng 1996 factors, pixel-averaged;
 * :mod:`.ice` -- vitreous ice: mean inner potential, solvent exclusion, structural noise, carbon support;
 * :mod:`.ctf` -- wavelength, interaction constant, CTF (CTFFIND/cisTEM convention), envelopes, zeros;
 * :mod:`.detector` -- MTF/DQE presets, dose to counts, shot noise;
 * :mod:`.micrograph` -- :func:`simulate_micrograph`: one field of particles imaged end to end;
-* :mod:`.stage` -- datasets on disk, aligned training patches, the pipeline stage ``simulate``.
+* :mod:`.stage` -- datasets on disk, aligned training patches, the test set, the pipeline stage ``simulate``;
+* :mod:`.standins` -- the embedded default's simulated "experimental" micrographs (learnt from and held out).
 """
 
 from nt2c.simulation.ctf import ctf_1d, ctf_2d, ctf_zeros, electron_wavelength_A, interaction_constant
@@ -22,13 +23,8 @@ from nt2c.simulation.micrograph import (
     specimen_from_params,
 )
 from nt2c.simulation.potential import K_V_A2, projected_potential, render_particles, scattering_factor
-from nt2c.simulation.specimen import (
-    Specimen,
-    build_builtin_specimen,
-    fetch_structure,
-    load_specimen,
-    read_structure,
-)
+from nt2c.simulation.builtin import build_builtin_specimen
+from nt2c.simulation.specimen import Specimen, fetch_structure, load_specimen, read_structure
 from nt2c.simulation.stage import (
     PatchPairs,
     cut_patch_pairs,

@@ -173,8 +173,3 @@ def detect(expected, *, detector: str = "ideal", generator=None, clean_expected=
         signal if clean_expected is None else torch.fft.irfft2(torch.fft.rfft2(clean_src) * mtf_f, s=shape)
     )
     return signal + noise, clean
-
-
-def nyquist_mtf_table() -> dict[str, float]:
-    """MTF at Nyquist of every preset (for reports)."""
-    return {d: float(mtf(d, 1.0)) for d in DETECTOR_PRESETS}
