@@ -36,7 +36,7 @@ __all__ = [
     "validate_image",
 ]
 
-IMAGE_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".mrc", ".mrcs", ".map", ".tif", ".tiff", ".png")
 
 
 #: Characters of the random part of a temporary file name (the alphabet of :func:`tempfile.mkstemp`).
@@ -361,19 +361,25 @@ def read_mrc_header_pixel_size(path: str | os.PathLike) -> float | None:
 
 
 def read_image(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.ndarray, float | None]:
-    """Read a 2-D micrograph from MRC or TIFF.
+    """Read a 2-D micrograph from MRC (any mode, e.g. 0 = int8, 2 = float32, 6 = uint16), TIFF or PNG.
+
+    Grey levels are returned as they are stored (8- and 16-bit images rescaled by another program included:
+    nt2c normalises every micrograph itself). A PNG with colour channels is read as its luminance when the
+    channels differ and as its one grey channel when they are equal; an alpha channel is dropped.
 
     Returns
     -------
     image : numpy.ndarray, float32, shape (ny, nx)
     pixel_size_A : float or None
-        From the MRC header; None for TIFF or an unset header.
+        From the MRC header; None for TIFF, PNG or an unset header.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if path.is_dir() or suffix in (".tif", ".tiff"):
+    if path.is_dir() or suffix in (".tif", ".tiff", ".png"):
         _require_file(path, "a micrograph file", "*.mrc")
-    if suffix in (".tif", ".tiff"):
+    if suffix == ".png":
+        data, pixel_size = _read_png(path), None
+    elif suffix in (".tif", ".tiff"):
         import tifffile
 
         try:
@@ -399,6 +405,27 @@ def read_image(path: str | os.PathLike, *, allow_nan: bool = False) -> tuple[np.
             "first."
         )
     return validate_image(data, name=str(path), allow_nan=allow_nan), pixel_size
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """Grey levels of a PNG file (8 or 16 bit, grey or colour), as float32."""
+    import imageio.v3 as iio
+
+    try:
+        data = np.asarray(iio.imread(path))
+    except Exception as exc:
+        looks = describe_file(path)
+        if looks is not None and "PNG" not in looks[0]:
+            raise InputError(f"{path} is not a PNG file: it looks like {looks[0]}; {looks[1]}.") from None
+        raise InputError(f"{path} is not a readable PNG file ({exc}); copy it again.") from exc
+    if data.ndim == 3:  # (ny, nx, channels)
+        colour = data[..., :3].astype(np.float32)
+        if data.shape[-1] >= 3 and not (
+            np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])
+        ):
+            return colour @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # luminance (Rec. 709)
+        data = data[..., 0]
+    return data.astype(np.float32)
 
 
 def write_mrc(
