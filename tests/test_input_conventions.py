@@ -55,7 +55,9 @@ def test_text_named_png_is_refused_clearly(tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.uint16, np.float16])
 def test_mrc_integer_and_half_modes_keep_their_grey_levels(tmp_path, dtype):
-    stored = _rescaled(_field(), np.uint8).astype(dtype) if dtype is not np.uint16 else _rescaled(_field(), dtype)
+    stored = (
+        _rescaled(_field(), np.uint8).astype(dtype) if dtype is not np.uint16 else _rescaled(_field(), dtype)
+    )
     if dtype is np.int8:
         stored = (stored.astype(np.int16) - 128).astype(np.int8)
     path = tmp_path / "m.mrc"
