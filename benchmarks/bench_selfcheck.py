@@ -1,8 +1,8 @@
-"""Does the residual self-check pick the better denoiser where the truth is known?
+"""Measure whether the residual self-check picks the better denoiser where the truth is known.
 
-The self-check (:mod:`nt2c.evaluation.selfcheck`) ranks denoised versions of a micrograph without ground truth,
-by how closely the residual ``raw - denoised`` matches the spectrum of the run's extracted noise patches. This
-script compares its choice with the truth, for every pair of models on every micrograph:
+The self-check (:mod:`nt2c.evaluation.selfcheck`) ranks denoised versions of a micrograph without ground
+truth, by how closely the residual ``raw - denoised`` matches the spectrum of the run's extracted noise
+patches. This script compares its choice with the truth, for every pair of models on every micrograph:
 
 * simulated stand-ins of a finished ``nt2c run`` (``--run``): truth = PSNR against the clean image (fitted);
   noise patches = the run's ``RUN/noise/patches.mrcs``; models = every ``RUN/models/*.safetensors`` U-Net
@@ -14,10 +14,11 @@ script compares its choice with the truth, for every pair of models on every mic
 
 Run::
 
-    python benchmarks/bench_selfcheck.py --run RUN [--real-run RUN_REAL --real-dir ../shared/data/real/empiar10146]
+    python benchmarks/bench_selfcheck.py --run RUN \
+        [--real-run RUN_REAL --real-dir ../shared/data/real/empiar10146]
 
-It prints, and writes as Markdown and JSON (``--out``), the share of pairs where the self-check agrees with the
-truth, for coarse-vs-fine pairs and for all pairs.
+It prints, and writes as Markdown and JSON (``--out``), the share of pairs where the self-check agrees with
+the truth, for coarse-vs-fine pairs and for all pairs.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def _markdown(title: str, rows: list[dict], agreement: dict, truth: str) -> str:
     a = agreement
     lines += [
         "",
-        f"Self-check agrees with the truth on {a['agree']} of {a['pairs']} pairs of methods; on coarse vs fine "
-        f"{a['coarse_fine_agree']} of {a['coarse_fine_pairs']}.",
+        f"Self-check agrees with the truth on {a['agree']} of {a['pairs']} pairs of methods; "
+        f"on coarse vs fine {a['coarse_fine_agree']} of {a['coarse_fine_pairs']}.",
         "",
     ]
     return "\n".join(lines)

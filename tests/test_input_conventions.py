@@ -1,5 +1,8 @@
-"""Micrographs as users have them: 8- and 16-bit rescaled images (PNG, TIFF, MRC modes 0/1/6), tiny or inverted
-grey levels, and shapes that are neither square nor multiples of 32."""
+"""Micrographs as users have them.
+
+8- and 16-bit rescaled images (PNG, TIFF, MRC modes 0/1/6/12), tiny or inverted grey levels, and shapes
+that are neither square nor multiples of 32.
+"""
 
 import mrcfile
 import numpy as np
