@@ -6,11 +6,21 @@ import numpy as np
 import pytest
 
 from nt2c.errors import InputError
-from nt2c.evaluation.metrics import eq5_regions, fit_affine, frc, pearson, psnr, snr_eq5, snr_eq5_terms, ssim
+from nt2c.evaluation.metrics import (
+    decorrelated_reference,
+    eq5_regions,
+    fit_affine,
+    frc,
+    pearson,
+    psnr,
+    snr_eq5,
+    snr_eq5_terms,
+    ssim,
+)
 
 
 def _with_variance(rng, shape, var, mean=0.0):
-    """An array whose population variance is exactly ``var``."""
+    """Return an array whose population variance is exactly ``var``."""
     x = rng.normal(size=shape)
     x = (x - x.mean()) / x.std()
     return mean + np.sqrt(var) * x
@@ -168,3 +178,28 @@ def test_frc_is_blind_to_linear_isotropic_filters():
     smoothed = frc(ndimage.gaussian_filter(noisy, 1.0, mode="wrap"), clean, taper=0.0).correlation
     np.testing.assert_allclose(smoothed, raw, atol=0.03)
     assert pearson(ndimage.gaussian_filter(noisy, 1.0, mode="wrap"), clean) > pearson(noisy, clean) + 0.1
+
+
+def test_decorrelated_reference_removes_the_shared_noise():
+    """Check a frame against a 50-frame average: shared noise gives ~1/sqrt(50); removed, ~0 remains."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(9)
+    n = 128
+    signal = ndimage.gaussian_filter(rng.normal(size=(n, n)), 4, mode="wrap")
+    signal *= 0.05 / signal.std()  # a faint, low-frequency specimen: nothing near Nyquist
+    frames = signal + rng.normal(size=(50, n, n))
+    frame = frames[0]
+    average = 3.0 * frames.mean(0) + 7.0  # arbitrary grey levels, as a rescaled file
+    assert pearson(frame, average) > 0.12  # ~1/sqrt(50) from the shared noise
+    ref, k = decorrelated_reference(frame, average)
+    assert k == pytest.approx(3.0 / 50, rel=0.1)
+    assert abs(pearson(frame, ref)) < 0.05  # the frame's noise is gone from the reference
+    assert pearson(signal, ref) > 0.2
+    smoothed = ndimage.gaussian_filter(frame, 3, mode="wrap")
+    assert pearson(smoothed, ref) > pearson(frame, ref) + 0.05  # now smoothing helps, as it should
+    # an independent reference keeps (almost) all of itself
+    other = 3.0 * (signal + rng.normal(size=(n, n)) / 7) + 7.0
+    assert abs(decorrelated_reference(frame, other)[1]) < 0.01
+    with pytest.raises(InputError, match="band_cycles_px"):
+        decorrelated_reference(frame, average, band_cycles_px=(0.4, 0.6))

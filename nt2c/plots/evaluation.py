@@ -52,6 +52,13 @@ def robust_range(image: np.ndarray, k: float = 3.5) -> tuple[float, float]:
     return med - k * sigma, med + k * sigma
 
 
+def _finish(fig, title: str | None) -> None:
+    """Lay the figure out, with ``title`` above every panel when given."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+
+
 def _show(ax, image, title=None):
     lo, hi = robust_range(image)
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
@@ -62,7 +69,12 @@ def _show(ax, image, title=None):
 
 
 def plot_comparison(
-    images: Mapping[str, np.ndarray], *, regions=None, ncols: int | None = None, size: float = 3.2
+    images: Mapping[str, np.ndarray],
+    *,
+    regions=None,
+    ncols: int | None = None,
+    size: float = 3.2,
+    title: str | None = None,
 ):
     """Whole micrographs side by side (paper Fig. 7 / Supplementary Fig. S1), each with its own grey range.
 
@@ -76,6 +88,8 @@ def plot_comparison(
         Panels per row (default: up to 4).
     size : float
         Panel side (inches).
+    title : str, optional
+        Figure title (e.g. ``"heldout: new micrographs of the same acquisition"``: which split it shows).
 
     Returns
     -------
@@ -85,8 +99,8 @@ def plot_comparison(
 
     fig, axes = image_grid(len(images), ncols=ncols, size=size)
     windows = zoom_windows(regions) if regions is not None and len(regions) else {}
-    for ax, (title, image) in zip(axes.flat, images.items()):
-        _show(ax, image, title)
+    for ax, (label, image) in zip(axes.flat, images.items()):
+        _show(ax, image, label)
         for name, (r0, c0, side) in windows.items():
             ax.add_patch(
                 Rectangle(
@@ -98,12 +112,18 @@ def plot_comparison(
                     ec="yellow" if name == "signal" else "cyan",
                 )
             )
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
 def plot_regions(
-    images: Mapping[str, np.ndarray], regions, *, pair: int = 0, zoom: float = 2.5, size: float = 2.4
+    images: Mapping[str, np.ndarray],
+    regions,
+    *,
+    pair: int = 0,
+    zoom: float = 2.5,
+    size: float = 2.4,
+    title: str | None = None,
 ):
     """Zoomed regions per method (paper Fig. 8): top row around a particle, bottom row nearby empty ice.
 
@@ -117,6 +137,8 @@ def plot_regions(
         Window side in box sides.
     size : float
         Panel side (inches).
+    title : str, optional
+        Figure title (which split it shows).
 
     Returns
     -------
@@ -127,19 +149,19 @@ def plot_regions(
     windows = zoom_windows(regions, pair=pair, zoom=zoom)
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(size * n, size * 2 + 0.4), squeeze=False)
-    for j, (title, image) in enumerate(images.items()):
+    for j, (label, image) in enumerate(images.items()):
         for i, name in enumerate(("signal", "background")):
             r0, c0, side = windows[name]
             crop = np.asarray(image)[r0 : r0 + side, c0 : c0 + side]
-            _show(axes[i, j], crop, title if i == 0 else None)
+            _show(axes[i, j], crop, label if i == 0 else None)
         axes[0, 0].set_ylabel("particle region")
         axes[1, 0].set_ylabel("background region")
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
 def plot_eq5_regions(image: np.ndarray, regions, *, title: str = "Eq. 5 regions", size: float = 5.0):
-    """A micrograph with the Eq. 5 signal boxes (yellow) joined to their background boxes (cyan).
+    """Show a micrograph with the Eq. 5 signal boxes (yellow) joined to their background boxes (cyan).
 
     Returns
     -------
@@ -159,12 +181,24 @@ def plot_eq5_regions(image: np.ndarray, regions, *, title: str = "Eq. 5 regions"
     return fig
 
 
-def plot_frc(curves: Mapping[str, object], *, size: tuple[float, float] = (6.0, 3.8)):
-    """FRC curves against the clean image, with the 0.5 and 0.143 thresholds.
+def plot_frc(
+    curves: Mapping[str, object],
+    *,
+    size: tuple[float, float] = (6.0, 3.8),
+    title: str | None = None,
+    against: str = "the clean image",
+):
+    """Plot FRC curves against a clean or reference image, with the 0.5 and 0.143 thresholds.
 
     Parameters
     ----------
     curves : mapping of str to FRCResult
+    size : (float, float)
+        Figure size (inches).
+    title : str, optional
+        Figure title (which split it shows).
+    against : str
+        What the curves correlate with, for the y label (``"the reference image"`` for ``--reference``).
 
     Returns
     -------
@@ -181,10 +215,10 @@ def plot_frc(curves: Mapping[str, object], *, size: tuple[float, float] = (6.0, 
         ax.axhline(thr, color="grey", ls="--", lw=0.8)
         ax.text(ax.get_xlim()[1], thr, f" {thr}", va="center", fontsize=8, color="grey")
     ax.set_xlabel(f"spatial frequency ({unit})")
-    ax.set_ylabel("FRC with the clean image")
+    ax.set_ylabel(f"FRC with {against}")
     ax.set_ylim(-0.1, 1.05)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
@@ -194,8 +228,9 @@ def plot_picking(
     truth_xy: np.ndarray | None = None,
     particle_diameter_px: float,
     size: float = 2.8,
+    title: str | None = None,
 ):
-    """Picking per method (paper Fig. 9): image, heat map, mean-shift clusters, picks.
+    """Show the picking per method (paper Fig. 9): image, heat map, mean-shift clusters, picks.
 
     Parameters
     ----------
@@ -208,6 +243,8 @@ def plot_picking(
         Radius of the pick circles is half of it.
     size : float
         Panel side (inches).
+    title : str, optional
+        Figure title (which split it shows).
 
     Returns
     -------
@@ -245,19 +282,20 @@ def plot_picking(
             miss = np.array([t for k, t in enumerate(np.asarray(truth_xy)) if k not in hit]).reshape(-1, 2)
             if len(miss):
                 ax[3].plot(miss[:, 0], miss[:, 1], "x", color="yellow", ms=5)
-        title = f"picks: F1 {score['f1']:.2f}" if score else "picks"
-        ax[3].set_title(title)
+        ax[3].set_title(f"picks: F1 {score['f1']:.2f}" if score else "picks")
         for a in ax:
             a.set_xticks([])
             a.set_yticks([])
-    fig.tight_layout()
+    _finish(fig, title)
     return fig
 
 
 def plot_threshold_sweep(
     sweeps: Mapping[str, dict], *, default_threshold: float = 2.5, size: tuple[float, float] = (6.0, 3.8)
 ):
-    """Picking F1 against the heat threshold, one curve per method (from :func:`nt2c.evaluation.picking.threshold_sweep`).
+    """Plot picking F1 against the heat threshold, one curve per method.
+
+    The sweeps come from :func:`nt2c.evaluation.picking.threshold_sweep`.
 
     Parameters
     ----------
