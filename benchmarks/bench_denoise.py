@@ -1,15 +1,16 @@
 """Speed and peak memory of ``nt2c denoise`` against Topaz-Denoise on one 4096 x 4096 float32 micrograph.
 
 Both programs run as separate processes on the same MRC file, one after the other; each one's wall time and
-peak resident memory (``ru_maxrss`` of that child process from ``os.wait4``, which includes the interpreter and
-torch) are recorded. Topaz-Denoise (GPL-3.0, PyPI ``topaz-em``) is only ever *run*, never imported: install it
-with ``pip install topaz-em`` (the ``benchmark`` extra) or point ``--topaz`` / ``$NT2C_TOPAZ`` at its program.
+peak resident memory (``ru_maxrss`` of that child process from ``os.wait4``, which includes the interpreter
+and torch) are recorded. Topaz-Denoise (GPL-3.0, PyPI ``topaz-em``) is only ever *run*, never imported:
+install it with ``pip install topaz-em`` (the ``benchmark`` extra) or point ``--topaz`` / ``$NT2C_TOPAZ`` at
+its program.
 
 * nt2c: ``python -m nt2c denoise --model M -o OUT FILE --device cpu`` with its defaults (tile 512, overlap 64,
   batch 4, 1024 MB activation cap). Without ``--model`` the default architecture (``nt2c.UNet()``) with seeded
   random weights is saved and used: the time does not depend on the weights' values.
-* Topaz: ``topaz denoise -o OUT FILE -d -1`` (CPU) with its default pretrained ``unet`` model and default patching
-  (``--patch-size 1024 --patch-padding 500``).
+* Topaz: ``topaz denoise -o OUT FILE -d -1`` (CPU) with its default pretrained ``unet`` model and default
+  patching (``--patch-size 1024 --patch-padding 500``).
 
 CPU time (user + system of the child) is reported too: on a shared machine it is the steadier figure.
 Both get ``--threads`` CPU threads (``torch.set_num_threads`` via ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and

@@ -29,7 +29,7 @@ import numpy as np
 
 
 def _proc_status_MiB(field: str) -> float:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MiB."""
+    """Read a ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0

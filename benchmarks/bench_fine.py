@@ -1,29 +1,31 @@
-"""Quality of the fine denoiser (issue 7's check): fine vs coarse vs BM3D (vs Topaz) and the re-weighting ablation.
+"""Quality of the fine denoiser (issue 7): fine vs coarse vs BM3D (vs Topaz) and the re-weighting ablation.
 
 Usage (after a finished run; the first form also makes it)::
 
     python benchmarks/bench_fine.py --make-run --run /tmp/quickrun --profile quick   # times `nt2c run` too
     python benchmarks/bench_fine.py --run /tmp/quickrun [--ablation] [--bm3d] [--topaz] [--real-model M]
 
-With ``--make-run``, ``--params P.yaml`` and ``--set STAGE.KEY=VALUE`` go to ``nt2c run``: e.g. coarse training
-pairs from idealised physics (``benchmarks/nominal_physics.yaml``), so that the stand-ins' noise differs more.
+With ``--make-run``, ``--params P.yaml`` and ``--set STAGE.KEY=VALUE`` go to ``nt2c run``: e.g. coarse
+training pairs from idealised physics (``benchmarks/nominal_physics.yaml``), so that the stand-ins' noise
+differs more.
 
 What it measures
 ----------------
-1. On the run's "experimental" stand-ins (``RUN/experimental/``, simulated with noise that differs from the coarse
-   training pairs): PSNR against the clean image, after the least-squares scale-and-offset fit of
-   :func:`nt2c.evaluation.metrics.psnr`, of the raw micrograph, the coarse model, the fine model, and optionally BM3D and
-   Topaz-Denoise's pretrained ``unet`` (when ``topaz`` is installed).
+1. On the run's "experimental" stand-ins (``RUN/experimental/``, simulated with noise that differs from the
+   coarse training pairs): PSNR against the clean image, after the least-squares scale-and-offset fit of
+   :func:`nt2c.evaluation.metrics.psnr`, of the raw micrograph, the coarse model, the fine model, and
+   optionally BM3D and Topaz-Denoise's pretrained ``unet`` (when ``topaz`` is installed).
 2. ``--ablation``: trains the other re-weighting variants' fine models in sub-runs of the run
-   (:func:`nt2c.run.pipeline.fine_variant`) and reports their PSNR: the paper's literal fit, and the matched fit
-   with GAN noise and with resampled real noise patches (whichever the run did not use itself).
+   (:func:`nt2c.run.pipeline.fine_variant`) and reports their PSNR: the paper's literal fit, and the matched
+   fit with GAN noise and with resampled real noise patches (whichever the run did not use itself).
    ``--oracle``: a fine model trained on the stand-ins' true noise (``raw - clean``) instead of transferred
    noise: the ceiling any noise source could reach with these training settings. ``--control``: the coarse
    model trained further on its own simulated pairs with the same settings: the extra training without noise
    transfer.
-3. The paper's SNR (Eq. 5) on the real micrograph ``../shared/data/real/Ucsf_stack_1142_DW.mrc`` with boxes on its
-   autopicked particles, raw against the fine model (``--real-model``, e.g. from
-   ``nt2c run --micrographs .../Ucsf_stack_1142_DW.mrc --params real.yaml``; default: the run's own fine model).
+3. The paper's SNR (Eq. 5) on the real micrograph ``../shared/data/real/Ucsf_stack_1142_DW.mrc`` with boxes on
+   its autopicked particles, raw against the fine model (``--real-model``, e.g. from
+   ``nt2c run --micrographs .../Ucsf_stack_1142_DW.mrc --params real.yaml``; default: the run's own fine
+   model).
 4. ``--make-run``: the wall time of ``nt2c run --profile PROFILE`` itself.
 
 Prints one JSON document (and writes it to ``--json`` when given). Timings depend on the machine: say which.
@@ -87,7 +89,7 @@ def _psnr_table(run: Path, models: dict[str, Path], *, bm3d: bool, topaz: bool, 
 
 
 def _ablation(run: Path, profile: str, device: str) -> list[dict]:
-    """The fine models of the other re-weighting variants (sub-runs RUN/ablation/<method>-<source>/)."""
+    """Train the fine models of the other re-weighting variants (sub-runs RUN/ablation/<method>-<source>/)."""
     from nt2c.io import read_json
     from nt2c.run.pipeline import fine_variant
 
@@ -112,7 +114,7 @@ def _ablation(run: Path, profile: str, device: str) -> list[dict]:
 
 
 def _train_on(run: Path, name: str, noisy: np.ndarray, clean: np.ndarray, device: str) -> Path:
-    """Train a fine model on given pairs, with the run's own train-fine settings, in ``RUN/ablation/<name>``."""
+    """Train a fine model on given pairs with the run's train-fine settings, in ``RUN/ablation/<name>``."""
     from nt2c.config import stage_config
     from nt2c.denoiser.stages import train_fine_stage
     from nt2c.io import write_mrc
@@ -148,7 +150,7 @@ def _simulated_crops(run: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
 
 
 def _oracle(run: Path, device: str) -> Path:
-    """A fine model trained on the stand-ins' *true* noise (raw - clean): the ceiling of any noise transfer.
+    """Train a fine model on the stand-ins' *true* noise (raw - clean): the ceiling of any noise transfer.
 
     Pairs: random crops of the simulated clean patches plus random crops of ``exp - exp_clean`` (centred),
     at the side and number of the run's own pairs, trained with the run's own train-fine settings in the
@@ -168,7 +170,7 @@ def _oracle(run: Path, device: str) -> Path:
 
 
 def _control(run: Path, device: str) -> Path:
-    """A "fine" model trained on the coarse model's own simulated pairs: the same extra training, no noise transfer.
+    """Train a "fine" model on the coarse model's own simulated pairs: the extra training, no noise transfer.
 
     What the fine model gains over this control is due to the transferred noise, not to the longer training.
     """

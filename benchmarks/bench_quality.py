@@ -10,8 +10,8 @@ What it does (all on the CPU unless ``--device`` says otherwise):
    ``--variant-steps`` to compare quality per compute;
 3. denoises the held-out micrographs with each model (:func:`nt2c.denoise_micrograph`), a Gaussian filter
    (the best of several sigmas *on the test set itself*, which favours the baseline) and BM3D
-   (:func:`nt2c.evaluation.baselines.bm3d_denoise`, noise level estimated from the image), and reports PSNR against the
-   clean image after a least-squares scale-and-offset fit (:func:`nt2c.evaluation.metrics.psnr`).
+   (:func:`nt2c.evaluation.baselines.bm3d_denoise`, noise level estimated from the image), and reports PSNR
+   against the clean image after a least-squares scale-and-offset fit (:func:`nt2c.evaluation.metrics.psnr`).
 
 Usage::
 

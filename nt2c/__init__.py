@@ -2,17 +2,17 @@
 
 The pipeline (paper: Li et al. 2022, Bioinformatics 38:2022): one subpackage per stage, named by its notebook.
 
-=====================  =========================  ==========================================  ===================
-step                   subpackage                 command                                     notebook
-=====================  =========================  ==========================================  ===================
-simulate               :mod:`nt2c.simulation`     ``nt2c simulate``                           01_simulation
-coarse denoiser        :mod:`nt2c.denoiser`       ``nt2c train-coarse``                       02_coarse_denoiser
-noise extraction       :mod:`nt2c.extraction`     ``nt2c extract-noise``                      03_noise_extraction
-noise model (GAN)      :mod:`nt2c.noise`          ``nt2c train-gan``, ``nt2c sample-noise``   04_gan_noise_model
-re-weighting           :mod:`nt2c.reweighting`    ``nt2c reweight``                           05_reweighting
-fine denoiser          :mod:`nt2c.denoiser`       ``nt2c train-fine``, ``nt2c denoise``       06_fine_denoiser
-evaluation             :mod:`nt2c.evaluation`     ``nt2c evaluate``                           07, 08
-=====================  =========================  ==========================================  ===================
+=================  =======================  =========================================  ===================
+step               subpackage               command                                    notebook
+=================  =======================  =========================================  ===================
+simulate           :mod:`nt2c.simulation`   ``nt2c simulate``                          01_simulation
+coarse denoiser    :mod:`nt2c.denoiser`     ``nt2c train-coarse``                      02_coarse_denoiser
+noise extraction   :mod:`nt2c.extraction`   ``nt2c extract-noise``                     03_noise_extraction
+noise model (GAN)  :mod:`nt2c.noise`        ``nt2c train-gan``, ``nt2c sample-noise``  04_gan_noise_model
+re-weighting       :mod:`nt2c.reweighting`  ``nt2c reweight``                          05_reweighting
+fine denoiser      :mod:`nt2c.denoiser`     ``nt2c train-fine``, ``nt2c denoise``      06_fine_denoiser
+evaluation         :mod:`nt2c.evaluation`   ``nt2c evaluate``                          07, 08
+=================  =======================  =========================================  ===================
 
 The frame around the stages: :mod:`nt2c.config` (typed settings), :mod:`nt2c.run` (run directory, stage
 registry, ``nt2c run``), :mod:`nt2c.io` (files), :mod:`nt2c.cli` and :mod:`nt2c.commands` (command line),
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "noise_fidelity": "nt2c.noise.fidelity",
-    "sample_noise": "nt2c.noise.gan",
+    "sample_noise": "nt2c.noise.generator",
     "ExperimentParams": "nt2c.config",
     "load_params": "nt2c.config",
     "save_params": "nt2c.config",
@@ -78,7 +78,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "nt2c.evaluation.compare",
     "evaluate_run": "nt2c.evaluation.compare",
     "fit_coefficients": "nt2c.reweighting.fit",
-    "reweight_pairs": "nt2c.reweighting.fit",
+    "reweight_pairs": "nt2c.reweighting.stage",
     "modulate": "nt2c.reweighting.fit",
     "run_pipeline": "nt2c.run.pipeline",
     "simulate_experimental": "nt2c.simulation.standins",

@@ -60,7 +60,7 @@ def test_corrupt_and_missing_files(tmp_path):
     with pytest.raises(InputError):
         read_mrc(truncated)
     with pytest.raises(InputError, match="unknown image type"):
-        read_image(tmp_path / "x.png")
+        read_image(tmp_path / "x.jpg")  # .png is a micrograph type since PNG input support
 
 
 def test_nan_and_shape_checks(tmp_path):

@@ -1,4 +1,4 @@
-"""Contrast-guided re-weighting (paper section 2.2.3): Eq. 4's closed-form fit, the modulation F, the stage."""
+"""Contrast-guided re-weighting (paper section 2.2.3): Eq. 4's closed-form fit, modulation F, the stage."""
 
 from __future__ import annotations
 
@@ -186,8 +186,9 @@ def _correlated_noise(n, d=32, seed=0):
 
 @pytest.fixture()
 def fake_gan(monkeypatch):
-    """A stand-in for the GAN sampler: correlated noise patches, seeded (GAN training is tested in
-    test_gan.py; here only the stage's contract matters).
+    """Replace the GAN sampler by seeded correlated noise patches.
+
+    GAN training is tested in test_gan.py; here only the stage's contract matters.
     """
     import nt2c.noise.fields
 

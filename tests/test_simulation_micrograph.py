@@ -10,10 +10,10 @@ from scipy import stats
 
 from nt2c.config import load_params
 from nt2c.errors import ConfigError, InputError, NT2CError
+from nt2c.simulation import build_builtin_specimen, read_structure
 from nt2c.simulation.ctf import ctf_zeros, radial_power_spectrum
 from nt2c.simulation.detector import expected_counts
 from nt2c.simulation.micrograph import place_particles, random_rotations, simulate_micrograph
-from nt2c.simulation import build_builtin_specimen, read_structure
 
 pytest.importorskip("torch")
 

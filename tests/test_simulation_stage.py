@@ -101,7 +101,10 @@ def test_simulate_stage_smoke(run_dir):
     assert read_mrc(sim / "mic_0000.mrc")[0].shape == (256, 256)
     # two training micrographs (4 files each), the pairs with their sources, one test micrograph (4 files)
     assert len(outputs) == 2 * 4 + 3 + 1 * 4
-    assert sorted(p.name for p in (run_dir.path / "test").glob("*.mrc")) == ["mic_0000.mrc", "mic_0000_clean.mrc"]
+    assert sorted(p.name for p in (run_dir.path / "test").glob("*.mrc")) == [
+        "mic_0000.mrc",
+        "mic_0000_clean.mrc",
+    ]
 
 
 def test_test_micrographs_are_never_training_micrographs(run_dir):
@@ -120,7 +123,9 @@ def test_test_micrographs_are_never_training_micrographs(run_dir):
     assert train_seeds and test_seeds and train_seeds.isdisjoint(test_seeds)
     with open(sim / "pairs_sources.csv", newline="") as handle:
         sources = list(csv.DictReader(handle))
-    assert len(sources) == 16 and {r["micrograph"] for r in sources} <= {p.name for p in sim.glob("mic_????.mrc")}
+    assert len(sources) == 16 and {r["micrograph"] for r in sources} <= {
+        p.name for p in sim.glob("mic_????.mrc")
+    }
     pairs, _ = read_mrc(sim / "pairs_noisy.mrcs")
     for row, pair in zip(sources, pairs):  # each pair is the crop its source row names
         mic, _ = read_mrc(sim / row["micrograph"])

@@ -12,11 +12,11 @@ from nt2c.denoiser import (
     lr_at,
     normalize_pair,
     split_by_source,
-    validation_psnr_dB,
     toy_pairs,
     train_coarse_stage,
     train_denoiser,
     train_fine_stage,
+    validation_psnr_dB,
 )
 from nt2c.errors import InputError, StageError
 from nt2c.io import write_mrc

@@ -8,12 +8,15 @@ from nt2c.config import PROFILES
 
 HELP = "run the tutorial notebooks in batch (papermill)"
 DESCRIPTION = (
-    "Execute the ordered notebook series (notebooks/NN_*.ipynb) with papermill, each in a fresh python3 kernel, "
-    "with the profile's parameters injected; write the executed notebooks and a summary; exit 1 if any failed."
+    "Execute the ordered notebook series (notebooks/NN_*.ipynb) with papermill, "
+    "each in a fresh python3 kernel, "
+    "with the profile's parameters injected; write the executed notebooks and a summary; "
+    "exit 1 if any failed."
 )
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the ``run`` and ``list`` actions and their options to the ``notebooks`` subcommand's parser."""
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="execute the series", description=DESCRIPTION)
     run.add_argument("--profile", choices=PROFILES, default="quick", help="run profile (default: quick)")
@@ -36,6 +39,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run or list the notebooks; return the exit status (1 when a notebook failed, else 0)."""
     from nt2c.tutorial.runner import format_summary, list_notebooks, run_notebooks
 
     if args.action == "list":

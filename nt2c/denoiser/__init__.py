@@ -5,7 +5,8 @@ Notebooks ``02_coarse_denoiser`` and ``06_fine_denoiser`` walk through it.
 * :mod:`.network` -- :class:`UNet` (paper section 2.1.2, Fig. 2);
 * :mod:`.pairs` -- training pairs: normalisation, augmentation, a validation split that shares no pixel;
 * :mod:`.training` -- :func:`training_step` (Eq. 1) and :func:`train_denoiser`, the loop around it;
-* :mod:`.stages` -- the stages ``train-coarse`` (simulated pairs) and ``train-fine`` (from the coarse weights);
+* :mod:`.stages` -- the stages ``train-coarse`` (simulated pairs) and ``train-fine`` (from the coarse
+  weights);
 * :mod:`.inference` -- model files (safetensors + JSON sidecar) and :func:`denoise_micrograph`.
 """
 

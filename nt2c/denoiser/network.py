@@ -1,10 +1,10 @@
 """The U-Net denoiser of NT2C (paper section 2.1.2, Fig. 2).
 
 Five convolution + 2x2 max-pooling blocks take the image down to 1/32 of its size, five nearest-neighbour
-up-sampling blocks bring it back, and skip connections concatenate each encoder level (and, at full resolution,
-the input itself) with the mirrored decoder level. Activations are LeakyReLU(0.1); there is no normalisation
-layer, and the output layer is linear (the network predicts the clean image in the normalised units of its input,
-see :mod:`nt2c.denoiser.training`).
+up-sampling blocks bring it back, and skip connections concatenate each encoder level (and, at full
+resolution, the input itself) with the mirrored decoder level. Activations are LeakyReLU(0.1); there is no
+normalisation layer, and the output layer is linear (the network predicts the clean image in the normalised
+units of its input, see :mod:`nt2c.denoiser.training`).
 
 Choice of the default (width 32, first kernel 3)
 ------------------------------------------------
@@ -15,9 +15,9 @@ Fig. 2's topology but gives every decoder block ``width`` output channels and th
 ``width // 2``: ``UNet().macs_per_pixel()`` is 19.6 k, 8x less.
 
 Measured with ``benchmarks/bench_quality.py --variants --variant-steps 80 --no-main`` (4 training micrographs
-of 1024^2 px simulated with the default parameters, 256 pairs of 256^2 px, 2 held-out micrographs, PSNR after a
-scale-and-offset fit; raw 23.12 dB, best Gaussian filter 24.60 dB, BM3D 23.11 dB), each variant trained for the
-same 80 steps of the quick profile's settings (a short budget: early-training differences, one seed):
+of 1024^2 px simulated with the default parameters, 256 pairs of 256^2 px, 2 held-out micrographs, PSNR after
+a scale-and-offset fit; raw 23.12 dB, best Gaussian filter 24.60 dB, BM3D 23.11 dB), each variant trained for
+the same 80 steps of the quick profile's settings (a short budget: early-training differences, one seed):
 
 =============  =========  =============  ======================  ===========================
 variant        kMAC/px    PSNR (dB)      train CPU s (80 steps)  denoise CPU s, 1024^2 px
@@ -113,7 +113,7 @@ class UNet(nn.Module):
         return 2**self.depth
 
     def config(self) -> dict:
-        """Constructor arguments (what :func:`build_model` needs to rebuild the network)."""
+        """Return the constructor arguments (what :func:`build_model` needs to rebuild the network)."""
         return {
             "arch": "nt2c.UNet",
             "width": self.width,
@@ -125,8 +125,8 @@ class UNet(nn.Module):
     def receptive_radius(self) -> int:
         """Upper bound (px) on how far an output pixel's value depends on input pixels.
 
-        Sum over layers of the kernel half-width times the layer's stride, plus the pooling/up-sampling offsets.
-        Tiles whose cropped margins exceed this give exactly the one-pass result (see
+        Sum over layers of the kernel half-width times the layer's stride, plus the pooling/up-sampling
+        offsets. Tiles whose cropped margins exceed this give exactly the one-pass result (see
         :func:`nt2c.denoiser.inference.denoise_micrograph`).
         """
         r = self.first_kernel // 2
@@ -224,7 +224,7 @@ def build_model(config: dict) -> UNet:
 
 
 def model_config(model: nn.Module) -> dict:
-    """The rebuild configuration of ``model`` (a :class:`UNet`)."""
+    """Return the rebuild configuration of ``model`` (a :class:`UNet`)."""
     if not isinstance(model, UNet):
         raise TypeError(f"expected an nt2c UNet, got {type(model).__name__}")
     return model.config()

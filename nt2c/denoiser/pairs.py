@@ -67,7 +67,7 @@ def normalize_pair(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np
 
 
 def augment_pair(noisy: np.ndarray, clean: np.ndarray, transform: int) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the same dihedral transform (0-7: ``transform % 4`` quarter turns, then a flip if ``>= 4``) to both.
+    """Apply one dihedral transform (0-7: ``transform % 4`` quarter turns, then a flip if ``>= 4``) to both.
 
     Parameters
     ----------
@@ -143,14 +143,15 @@ def split_by_source(
         how = f"pairs right of column {cut} px, training pairs ending {margin_px} px before it"
     if len(train) == 0 or len(val) == 0:
         raise InputError(
-            f"cannot hold out validation pairs that share no pixel with the training pairs ({how}: {len(train)} "
-            f"training, {len(val)} validation); simulate more micrographs or lower val_fraction."
+            "cannot hold out validation pairs that share no pixel with the training pairs "
+            f"({how}: {len(train)} training, {len(val)} validation); "
+            "simulate more micrographs or lower val_fraction."
         )
     return train, val[:MAX_VAL_PAIRS], how
 
 
 def batch_indices(step: int, batch_size: int, n_train: int, seed: int) -> np.ndarray:
-    """Pair indices (into the training subset) used by ``step``: consecutive slices of per-epoch permutations."""
+    """Return the pair indices (into the training subset) of ``step``: slices of per-epoch permutations."""
     first = step * batch_size
     out = []
     for pos in range(first, first + batch_size):
@@ -160,7 +161,7 @@ def batch_indices(step: int, batch_size: int, n_train: int, seed: int) -> np.nda
 
 
 def make_batch(noisy, clean, idx, patch: int, step: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The normalised, augmented random ``patch`` px crops of pairs ``idx`` that step ``step`` trains on."""
+    """Cut the normalised, augmented random ``patch`` px crops of pairs ``idx`` for training step ``step``."""
     rng = np.random.default_rng([seed, 15485863, step])
     ny, nx = noisy.shape[-2:]
     xs, ys = [], []
@@ -178,7 +179,7 @@ def make_batch(noisy, clean, idx, patch: int, step: int, seed: int) -> tuple[np.
 
 
 def center_crop(stack: np.ndarray, side: int) -> np.ndarray:
-    """The central ``side x side`` crop of every image of a (..., ny, nx) stack."""
+    """Return the central ``side x side`` crop of every image of a (..., ny, nx) stack."""
     ny, nx = stack.shape[-2:]
     y0, x0 = (ny - side) // 2, (nx - side) // 2
     return stack[..., y0 : y0 + side, x0 : x0 + side]
@@ -222,7 +223,7 @@ def write_pair_sources(path: str | os.PathLike, sources: np.ndarray, micrographs
 
 
 def read_pair_sources(folder: str | os.PathLike, n: int) -> np.ndarray | None:
-    """``(n, 3)`` micrograph index, row, col of each pair in ``folder/pairs_sources.csv`` (None when absent)."""
+    """Read ``(n, 3)`` micrograph index, row, col of each pair from ``folder/pairs_sources.csv`` (or None)."""
     path = Path(folder) / "pairs_sources.csv"
     if not path.is_file():
         return None

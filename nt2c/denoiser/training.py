@@ -1,11 +1,13 @@
 """Supervised training of the U-Net denoiser on (noisy, clean) pairs: one step, and the loop around it.
 
-Loss (paper Eq. 1 with p = 2): the mean squared error between the network's output on a noisy crop and its clean
-counterpart, both z-scored by the noisy crop's statistics (:mod:`nt2c.denoiser.pairs`). :func:`training_step` is
-that step; :func:`train_denoiser` is the loop: the schedule, validation, checkpoints and several processes.
+Loss (paper Eq. 1 with p = 2): the mean squared error between the network's output on a noisy crop and its
+clean counterpart, both z-scored by the noisy crop's statistics (:mod:`nt2c.denoiser.pairs`).
+:func:`training_step` is that step; :func:`train_denoiser` is the loop: the schedule, validation, checkpoints
+and several processes.
 
 Optimisation: AdamW with a linear warm-up (5 % of the steps) and a cosine decay to 5 % of ``lr``
-(:func:`lr_at`); autocast (bfloat16, or float16 with gradient scaling) on CUDA when ``mixed_precision`` is set.
+(:func:`lr_at`); autocast (bfloat16, or float16 with gradient scaling) on CUDA when ``mixed_precision`` is
+set.
 
 Validation: pairs that share no pixel with the training pairs (:func:`nt2c.denoiser.pairs.split_by_source`),
 scored by :func:`validation_psnr_dB`: the PSNR of ``nt2c evaluate`` (:func:`nt2c.evaluation.metrics.psnr`,
@@ -23,11 +25,15 @@ Gloo on the CPU)::
 
     torchrun --nproc-per-node 4 -m nt2c train-coarse --run-dir RUN --profile full
 
-``batch_size`` is then the *global* batch: every rank draws the same seeded batch of step ``step`` and trains on
-its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), and DDP averages the gradients, so a
-step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints, weights and
-curves; every rank resumes from the same checkpoint. The stages a training needs must be complete before a
+``batch_size`` is then the *global* batch: every rank draws the same seeded batch of step ``step`` and trains
+on its rows ``rank, rank + N, ...`` (``batch_size`` must be a multiple of N), and DDP averages the gradients,
+so a step sees the same pairs, crops and flips as in a single process. Only rank 0 writes checkpoints, weights
+and curves; every rank resumes from the same checkpoint. The stages a training needs must be complete before a
 ``torchrun`` launch. Spell the run folder ``--run-dir`` there: torchrun's own parser takes ``--run``.
+
+One module because the step, the schedule, the validation score and the loop (checkpoints, resume, processes)
+must agree on one seeded data stream and one checkpoint format; the pairs and the network live in
+:mod:`nt2c.denoiser.pairs` and :mod:`nt2c.denoiser.network`, and a quarter of this one is docstrings.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ def validation_psnr_dB(prediction: np.ndarray, target: np.ndarray) -> np.ndarray
 
 
 def lr_at(step: int, steps: int, lr: float) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine decay to 5 % of ``lr``."""
+    """Return the learning rate of step ``step`` (0-based): linear warm-up, cosine decay to 5 % of ``lr``."""
     warmup = max(1, int(round(WARMUP_FRACTION * steps)))
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -127,8 +133,8 @@ class TrainResult:
         The trained network (on the CPU, eval mode).
     curves : dict
         ``{"train": [{"step", "loss", "lr"}...], "val": [{"step", "loss", "psnr_dB", "seconds"}...],
-        "input_psnr_dB": float}`` (losses in normalised units; PSNR as :func:`validation_psnr_dB`, of the noisy
-        input as the baseline).
+        "input_psnr_dB": float}`` (losses in normalised units; PSNR as :func:`validation_psnr_dB`, of the
+        noisy input as the baseline).
     resumed_from : int
         The step the run resumed from (0 for a fresh start).
     seconds : float
@@ -244,9 +250,9 @@ def train_denoiser(
         ``patch_px, batch_size, steps, lr, weight_decay, val_fraction, checkpoint_every, width, first_kernel,
         mixed_precision, seed, device``.
     sources : numpy.ndarray, int, shape (n, 3), optional
-        Micrograph index, row and column each pair was cut at (``pairs_sources.csv``): validation pairs are then
-        taken from micrographs (or a side of the micrograph) no training pair comes from. Without it the split
-        is random and a warning says so.
+        Micrograph index, row and column each pair was cut at (``pairs_sources.csv``): validation pairs are
+        then taken from micrographs (or a side of the micrograph) no training pair comes from. Without it the
+        split is random and a warning says so.
     init_state : dict of str to torch.Tensor, optional
         Weights to start from (the fine stage starts from the coarse model).
     init_config : dict, optional
@@ -341,8 +347,8 @@ def train_denoiser(
     resumed_from = step
     if n_ranks > 1 and ddp.broadcast_object(step) != step:
         raise StageError(
-            f"{desc}: the ranks found different checkpoints in {ckpt.path}; every rank must see the same file "
-            "system (delete the checkpoint to start afresh)."
+            f"{desc}: the ranks found different checkpoints in {ckpt.path}; "
+            "every rank must see the same file system (delete the checkpoint to start afresh)."
         )
 
     def validate() -> tuple[float, float]:

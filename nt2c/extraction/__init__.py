@@ -1,4 +1,4 @@
-"""Noise-patch extraction by the patch-similarity (SSIM) test (paper section 2.2.2; notebook ``03_noise_extraction``).
+"""Noise-patch extraction by the patch-similarity (SSIM) test (paper section 2.2.2; notebook 03).
 
 * :mod:`.ssim` -- the test on one patch: SSIM of Eq. 3 between its local patches;
 * :mod:`.statistics` -- the same statistics for every candidate of a micrograph at once (box sums);

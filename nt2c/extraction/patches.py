@@ -37,6 +37,10 @@ Guards that real micrographs need, applied after the test:
 Where the steps live: the test on one patch in :mod:`.ssim`, the same for every candidate at once (box sums
 and integral images, a few passes over the image) in :mod:`.statistics`, the guards in :mod:`.guards`, the
 pipeline stage in :mod:`.stage`. The inputs are never modified.
+
+One module because :func:`extract_noise_patches` and its result :class:`NoisePatches` are the extraction's
+public contract; the computations live in the modules named above, and about a third of this one is the
+docstrings of that contract (every option with its unit, its paper value and its default's reason).
 """
 
 from __future__ import annotations
@@ -400,7 +404,8 @@ def extract_noise_patches(
     if need > max_bytes:
         raise InputError(
             f"the {len(boxes)} selected patches of {patch_size} x {patch_size} px would take "
-            f"{need / 2**30:.1f} GiB; set max_overlap (e.g. 0.25), raise step (now {step}) or raise max_bytes."
+            f"{need / 2**30:.1f} GiB; "
+            f"set max_overlap (e.g. 0.25), raise step (now {step}) or raise max_bytes."
         )
     windows = np.lib.stride_tricks.sliding_window_view(raw_arr, (patch_size, patch_size))  # a view, no copy
     result.patches = windows[boxes[:, 0], boxes[:, 1]]  # fancy indexing copies: (n, d, d) float32

@@ -1,8 +1,8 @@
 """The similarity test of NT2C on one patch: SSIM of Eq. 3 between local patches.
 
 These functions compute the test for a single patch, the way the paper states it; they are what notebook 03
-and the tests read. :mod:`nt2c.extraction.statistics` computes exactly the same values for every candidate of a
-micrograph at once, from box sums.
+and the tests read. :mod:`nt2c.extraction.statistics` computes exactly the same values for every candidate of
+a micrograph at once, from box sums.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ Each micrograph is enhanced with the run's coarse denoiser, tested by :func:`~nt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -34,7 +33,7 @@ EXTRACT_OPTIONS = (
 
 
 def list_micrographs(run, patterns=None) -> list[Path]:
-    """The micrographs an extraction scans.
+    """List the micrographs an extraction scans.
 
     Parameters
     ----------

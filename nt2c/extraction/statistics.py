@@ -55,7 +55,7 @@ class CandidateGrid:
 
     @classmethod
     def of(cls, shape, *, patch_size: int, step: int, margin_px: int, grid_side: int) -> CandidateGrid:
-        """The grid of a ``shape`` micrograph (windows at multiples of ``step``, wholly inside)."""
+        """Build the grid of a ``shape`` micrograph (windows at multiples of ``step``, wholly inside)."""
         rows, cols = candidate_grid(shape, patch_size=patch_size + 2 * margin_px, step=step)
         return cls(rows, cols, patch_size, step, margin_px, grid_side)
 

@@ -21,15 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def check_patches(patches, settings: GanConfig, n_ranks: int = 1) -> tuple[np.ndarray, int]:
-    """Validate the patches; return them as (n, h, w) and the batch size to use (shrunk to ``n`` if needed)."""
+    """Validate the patches; return them as (n, h, w) and the batch size to use (at most ``n``)."""
     arr = validate_image(patches, name="noise patches", ndim=(2, 3))
     if arr.ndim == 2:
         arr = arr[None]
     n, h, w = arr.shape
     if min(h, w) < settings.patch_px:
         raise InputError(
-            f"noise patches are {h} x {w} px, smaller than the GAN's patch_px = {settings.patch_px}; extract "
-            f"larger patches (extract-noise patch_size >= {settings.patch_px}) or train a smaller GAN (patch_px=64)."
+            f"noise patches are {h} x {w} px, smaller than the GAN's patch_px = {settings.patch_px}; "
+            f"extract larger patches (extract-noise patch_size >= {settings.patch_px}) "
+            "or train a smaller GAN (patch_px=64)."
         )
     if float(arr.std()) == 0.0:
         raise InputError("noise patches are constant; noise patches must vary (check the extraction).")
@@ -70,6 +71,7 @@ class PatchBatches:
         self.order: list[int] = []
 
     def __call__(self):
+        """Draw the next global batch; return its ``rows``: (m, 1, patch_px, patch_px) float32 crops."""
         import torch
 
         n, h, w = self.data.shape

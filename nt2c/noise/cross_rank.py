@@ -15,9 +15,9 @@ Why no :class:`~torch.nn.parallel.DistributedDataParallel`: DDP averages gradien
 ``backward()`` accumulates into ``.grad``; it does not support ``torch.autograd.grad`` and double backward
 (pytorch issue 63812: ``backward(create_graph=True)`` through DDP raises; issue 47562: wrong gradients with a
 gradient penalty), and the critic is called three times per step and frozen during the generator step, which
-DDP's reducer handles only with ``find_unused_parameters``. So, as StyleGAN2-ADA does, each network's gradients
-are averaged explicitly after ``backward()`` (:func:`average_gradients`: one ``all_reduce`` of all its
-gradients flattened into one buffer).
+DDP's reducer handles only with ``find_unused_parameters``. So, as StyleGAN2-ADA does, each network's
+gradients are averaged explicitly after ``backward()`` (:func:`average_gradients`: one ``all_reduce`` of all
+its gradients flattened into one buffer).
 
 Batch norm: the generator's batch norm normalises by the statistics of the batch. If each rank used its own
 rows, a step would differ from the single-process step and the running statistics would differ between ranks.

@@ -10,10 +10,10 @@ The critic ``D`` minimises (Gulrajani et al. 2017; :func:`critic_step`)::
 
 where the norm is taken **per sample over all of (C, H, W)** (:func:`gradient_penalty`); the reference code
 takes it over dim=1 (the single channel), which penalises every pixel's derivative separately. The generator
-``G`` minimises ``-E[D(G(z))]`` (:func:`generator_step`); ``n_critic`` critic steps precede each generator step;
-both use Adam (paper and full profile: lr 1e-4 and betas (0.5, 0.9) as in Gulrajani et al.; the reference code
-uses beta2 = 0.999; the quick profile uses lr 1e-3 and a small width so that a few hundred iterations on a CPU
-learn the noise colour and histogram).
+``G`` minimises ``-E[D(G(z))]`` (:func:`generator_step`); ``n_critic`` critic steps precede each generator
+step; both use Adam (paper and full profile: lr 1e-4 and betas (0.5, 0.9) as in Gulrajani et al.; the
+reference code uses beta2 = 0.999; the quick profile uses lr 1e-3 and a small width so that a few hundred
+iterations on a CPU learn the noise colour and histogram).
 
 Data: the patches are z-scored with the *training set's* global mean and standard deviation (one scalar each,
 stored in ``gan.json`` and undone by :func:`nt2c.noise.generator.sample_noise`); each batch holds
@@ -34,9 +34,13 @@ evaluation mode: each generated patch then depends only on its own latent vector
 Under ``torchrun`` the same function trains on several processes: see :mod:`nt2c.noise.cross_rank`.
 
 Limits: the DCGAN generator maps one latent *vector* to a whole patch, so stationarity (the same statistics
-everywhere in the patch) must be learnt, and stride-2 transposed convolutions favour periodic patterns; a short
-training leaves both visible (patches with calmer and busier regions, peaks in the power spectrum). The
+everywhere in the patch) must be learnt, and stride-2 transposed convolutions favour periodic patterns; a
+short training leaves both visible (patches with calmer and busier regions, peaks in the power spectrum). The
 fidelity report (:mod:`nt2c.noise.stage`) measures them; longer training (full profile) is the first remedy.
+
+One module because the loss terms, the two steps and the training loop that checkpoints and resumes them share
+one seeded random stream and one checkpoint format; batches, the networks, cross-process averaging and the
+saved generator are already in their own modules, and about a third of this one is docstrings.
 """
 
 from __future__ import annotations
@@ -226,7 +230,7 @@ def _fingerprint(settings: GanConfig, data: np.ndarray) -> dict:
 
 
 def _load_checkpoint(ckpt: Path | None, fingerprint: dict, iterations: int, device):
-    """The checkpoint's state when it was made with these settings and data, else None."""
+    """Load the checkpoint's state if it was made with these settings and data, else return None."""
     import torch
 
     if ckpt is None or not ckpt.is_file():
@@ -252,8 +256,8 @@ def train_gan(
 ) -> TrainedGan:
     """Train the WGAN-GP noise synthesizer on a stack of noise patches.
 
-    Under ``torchrun`` every rank calls this function with the same arguments (see :mod:`nt2c.noise.cross_rank`;
-    ``batch_size`` is the global batch, only rank 0 writes the checkpoint).
+    Under ``torchrun`` every rank calls this function with the same arguments (see
+    :mod:`nt2c.noise.cross_rank`; ``batch_size`` is the global batch, only rank 0 writes the checkpoint).
 
     Parameters
     ----------
@@ -390,8 +394,8 @@ def train_gan(
             curves[key].append(float(values[key]))
         if not (math.isfinite(values["critic_loss"]) and math.isfinite(values["generator_loss"])):
             raise StageError(
-                f"GAN training diverged at iteration {it + 1} (loss not finite); lower lr (now {settings.lr}) "
-                "or check the patches for outliers."
+                f"GAN training diverged at iteration {it + 1} (loss not finite); "
+                f"lower lr (now {settings.lr}) or check the patches for outliers."
             )
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(W=f"{values['wasserstein_estimate']:.3f}", gp=f"{values['gradient_penalty']:.3f}")

@@ -1,8 +1,8 @@
 """The trained generator on disk: saving, loading and sampling noise patches.
 
 ``RUN/models/gan.safetensors`` holds the generator's weights; its JSON sidecar ``gan.json`` holds the
-architecture, the z-score of the training patches (``patch = std * G(z) + mean``) and the training settings, so
-generated noise comes back in the units of the extracted patches.
+architecture, the z-score of the training patches (``patch = std * G(z) + mean``) and the training settings,
+so generated noise comes back in the units of the extracted patches.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def save_generator(path: str | os.PathLike, trained, *, extra: dict | None = Non
 
 
 def generator_paths(model_path) -> tuple[Path, Path]:
-    """The generator file and its sidecar for a model path, its sidecar or a run directory."""
+    """Return the generator file and its sidecar for a model path, its sidecar or a run directory."""
     path = Path(model_path)
     if path.is_dir():  # a run directory
         path = path / "models" / "gan.safetensors"

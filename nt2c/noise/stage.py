@@ -1,9 +1,9 @@
 """The stage ``train-gan``: train the WGAN-GP on the extracted patches, save it, and score its noise.
 
-A share of the patches (``holdout_fraction``) never enters training. :func:`noise_fidelity_report` compares with
-them, statistic by statistic (:func:`nt2c.noise.fidelity.noise_fidelity`): the generated noise, white Gaussian
-noise of the held-out mean and variance, the simulator's own noise, and crops of the training patches (the floor
-set by the finite sample sizes).
+A share of the patches (``holdout_fraction``) never enters training. :func:`noise_fidelity_report` compares
+with them, statistic by statistic (:func:`nt2c.noise.fidelity.noise_fidelity`): the generated noise, white
+Gaussian noise of the held-out mean and variance, the simulator's own noise, and crops of the training patches
+(the floor set by the finite sample sizes).
 """
 
 from __future__ import annotations
@@ -149,9 +149,10 @@ def noise_fidelity_report(
     Returns
     -------
     dict
-        ``rows`` (model name to :func:`nt2c.noise.fidelity.noise_fidelity` result: ``gan``, ``white_gaussian``,
-        ``simulator`` when available, ``real (train)``), ``sources`` (where each set came from), ``patch_px``,
-        ``n_real`` (held-out crops), ``n_per_model`` (patches per scored set), ``window``.
+        ``rows`` (model name to :func:`nt2c.noise.fidelity.noise_fidelity` result: ``gan``,
+        ``white_gaussian``, ``simulator`` when available, ``real (train)``), ``sources`` (where each set came
+        from), ``patch_px``, ``n_real`` (held-out crops), ``n_per_model`` (patches per scored set),
+        ``window``.
     """
     from nt2c.noise.fidelity import fidelity_table
 
@@ -202,8 +203,9 @@ def train_gan_stage(run, settings: GanConfig, params) -> list[Path]:
     train_idx, held_idx = split_patches(len(patches), settings.holdout_fraction, seed=settings.seed)
     if len(train_idx) < settings.batch_size:
         log.warning(
-            "train-gan: %s holds %d patches; %d held out for the fidelity report leave %d for training, fewer "
-            "than batch_size = %d: the batch shrinks to the patches there are (extract more for a better GAN).",
+            "train-gan: %s holds %d patches; %d held out for the fidelity report leave %d for training, "
+            "fewer than batch_size = %d: the batch shrinks to the patches there are "
+            "(extract more for a better GAN).",
             patches_path,
             len(patches),
             len(held_idx),

@@ -18,7 +18,7 @@ def display_range(image: np.ndarray, percentile: float = 1.0) -> tuple[float, fl
 
 
 def image_grid(n: int, *, ncols: int | None = None, size: float = 3.2):
-    """A figure with ``n`` square panels (at most 4 per row by default), axes switched off.
+    """Make a figure with ``n`` square panels (at most 4 per row by default), axes switched off.
 
     Returns
     -------

@@ -12,7 +12,7 @@ __all__ = ["plot_unet", "plot_learning_curves", "plot_before_after", "plot_power
 
 
 def unet_table(model, *, input_px: int = 512) -> str:
-    """A text table of the U-Net's blocks: resolution, channels in/out, parameters, cost per input pixel.
+    """Tabulate the U-Net's blocks: resolution, channels in/out, parameters, cost per input pixel.
 
     Parameters
     ----------

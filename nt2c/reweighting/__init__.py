@@ -1,7 +1,8 @@
 """Contrast-guided re-weighting of real noise onto simulated signal (paper section 2.2.3, Eq. 4; notebook 05).
 
 * :mod:`.fit` -- the coefficients (alpha, beta, gamma) of Eq. 4 and the contrast modulation;
-* :mod:`.stage` -- the re-weighted pairs and the stage ``reweight`` (the noise comes from :mod:`nt2c.noise.fields`).
+* :mod:`.stage` -- the re-weighted pairs and the stage ``reweight`` (the noise comes from
+  :mod:`nt2c.noise.fields`).
 """
 
 from nt2c.reweighting.fit import (

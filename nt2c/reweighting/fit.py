@@ -1,17 +1,17 @@
-"""Contrast-guided noise and signal re-weighting (paper section 2.2.3, Eq. 4).
+r"""Contrast-guided noise and signal re-weighting (paper section 2.2.3, Eq. 4).
 
-The fine denoiser is trained on pairs whose noise is the *user's* noise: noise patches ``V`` (GAN samples in the
-paper, resampled real noise patches by default here, see below) are transferred onto simulated clean patches
-``S``, using the simulated noisy patch ``X`` of the same place as the reference for contrast. Per patch, three
-scalars (alpha, beta, gamma) weight signal, noise and offset, and the synthesized noisy patch is
+The fine denoiser is trained on pairs whose noise is the *user's* noise: noise patches ``V`` (GAN samples in
+the paper, resampled real noise patches by default here, see below) are transferred onto simulated clean
+patches ``S``, using the simulated noisy patch ``X`` of the same place as the reference for contrast. Per
+patch, three scalars (alpha, beta, gamma) weight signal, noise and offset, and the synthesized noisy patch is
 
-.. math::  Y = \\mathcal{F}(\\alpha S + \\beta V + \\gamma).
+.. math::  Y = \mathcal{F}(\alpha S + \beta V + \gamma).
 
 Two ways to choose the coefficients are implemented (``method``):
 
 ``"paper"``
-    Eq. 4 literally: least squares of ``X`` on ``[S, V, 1]`` over the ``d x d`` pixels of each patch, solved in
-    closed form for whole batches through the normal equations. Because the GAN patch ``V`` is drawn
+    Eq. 4 literally: least squares of ``X`` on ``[S, V, 1]`` over the ``d x d`` pixels of each patch, solved
+    in closed form for whole batches through the normal equations. Because the GAN patch ``V`` is drawn
     independently of the noise realisation in ``X``, ``V`` explains nothing of ``X`` and beta is ~0 in
     expectation (its spread is about ``std(noise in X) / (std(V) * d)``): the "noisy" patches come out almost
     clean. The public reference code hides this by adding the noise again with weight 1 by hand (see
@@ -28,11 +28,11 @@ Two ways to choose the coefficients are implemented (``method``):
     slopes inverted the contrast of some pairs, which teaches the network that the sign of a particle's
     contrast is arbitrary).
 
-The modulation :math:`\\mathcal{F}` is left unspecified by the paper. Here it is the *contrast modulation*
+The modulation :math:`\mathcal{F}` is left unspecified by the paper. Here it is the *contrast modulation*
 (``modulation="contrast"``): the per-patch increasing affine map that gives the composite the grey-level
 mean and standard deviation of the reference ``X`` ("we use the contrast of X as a baseline"),
 
-.. math::  \\mathcal{F}(Z) = \\mu_X + (Z - \\mu_Z)\\,\\sigma_X / \\sigma_Z .
+.. math::  \mathcal{F}(Z) = \mu_X + (Z - \mu_Z)\,\sigma_X / \sigma_Z .
 
 The same map is applied to the clean target ``T = F(alpha S + gamma)``, so that ``Y - T = (sigma_X / sigma_Z)
 beta V`` is pure (rescaled) GAN noise and a perfect denoiser of ``Y`` returns ``T``. With ``"matched"``
@@ -52,8 +52,8 @@ Pairs larger than the noise patches (``patch_px``) blend several patches with wi
 (:func:`nt2c.noise.fields.blend_noise_patches`). Why resampled patches are the default: a GAN trained for
 minutes on a CPU still makes noise whose per-pixel standard deviation depends on the position in the patch and
 whose histogram is heavy-tailed, and a fine model learns that wrong noise. The measurements behind both
-defaults (``benchmarks/bench_fine.py --ablation --oracle``) are in ``benchmarks/RESULTS.md``; they were taken on
-the stand-ins the defaults were then reported on, so treat them as development figures.
+defaults (``benchmarks/bench_fine.py --ablation --oracle``) are in ``benchmarks/RESULTS.md``; they were taken
+on the stand-ins the defaults were then reported on, so treat them as development figures.
 
 This module fits the coefficients; :mod:`nt2c.reweighting.stage` builds the pairs and runs the stage.
 """
@@ -95,7 +95,7 @@ def _check_same_shape(**arrays: np.ndarray) -> None:
 
 
 def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") -> np.ndarray:
-    """Per-patch coefficients (alpha, beta, gamma) of Eq. 4, in closed form for a whole batch.
+    r"""Per-patch coefficients (alpha, beta, gamma) of Eq. 4, in closed form for a whole batch.
 
     Parameters
     ----------
@@ -108,8 +108,8 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     method : {"paper", "matched"}
         ``"paper"``: the least-squares solution of
         ``min || alpha S + beta V + gamma - X ||^2`` per patch (Eq. 4). ``"matched"``: alpha from the
-        least-squares fit of ``X`` on ``S`` alone pooled over the batch (one offset per patch), gamma per patch,
-        and beta matching the power of ``V`` to that of the residual (see the module docstring).
+        least-squares fit of ``X`` on ``S`` alone pooled over the batch (one offset per patch), gamma per
+        patch, and beta matching the power of ``V`` to that of the residual (see the module docstring).
 
     Returns
     -------
@@ -119,13 +119,13 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
     Notes
     -----
     The normal equations of Eq. 4 are solved on centred patches, which decouples gamma:
-    with :math:`c_{ab} = \\sum (a - \\bar a)(b - \\bar b)`,
+    with :math:`c_{ab} = \sum (a - \bar a)(b - \bar b)`,
 
     .. math::
-        \\begin{pmatrix} c_{SS} & c_{SV} \\\\ c_{SV} & c_{VV} \\end{pmatrix}
-        \\begin{pmatrix} \\alpha \\\\ \\beta \\end{pmatrix} =
-        \\begin{pmatrix} c_{SX} \\\\ c_{VX} \\end{pmatrix},
-        \\qquad \\gamma = \\bar X - \\alpha \\bar S - \\beta \\bar V,
+        \begin{pmatrix} c_{SS} & c_{SV} \\ c_{SV} & c_{VV} \end{pmatrix}
+        \begin{pmatrix} \alpha \\ \beta \end{pmatrix} =
+        \begin{pmatrix} c_{SX} \\ c_{VX} \end{pmatrix},
+        \qquad \gamma = \bar X - \alpha \bar S - \beta \bar V,
 
     which is the same minimiser as the 3 x 3 system on ``[S, V, 1]`` and better conditioned. When the 2 x 2
     system is singular (a constant patch, e.g. a clean crop without any particle) the minimum-norm solution
@@ -153,7 +153,7 @@ _MOMENTS = ("ms", "mv", "mx", "css", "cvv", "csv", "csx", "cvx", "cxx")
 
 
 def _moments(S: np.ndarray, V: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """The per-patch moments ``_MOMENTS`` of a block of patches, float64, shape (n, 9)."""
+    """Compute the per-patch moments ``_MOMENTS`` of a block of patches, float64, shape (n, 9)."""
     n = S.shape[0]
     s = S.reshape(n, -1).astype(np.float64)
     v = V.reshape(n, -1).astype(np.float64)
@@ -211,7 +211,7 @@ def _solve(moments: np.ndarray, method: str) -> np.ndarray:
 def modulation_map(
     composite, reference, *, mode: Literal["contrast", "none"] = "contrast"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The per-patch affine map of the modulation F: ``F(z) = scale * z + offset``.
+    """Compute the per-patch affine map of the modulation F: ``F(z) = scale * z + offset``.
 
     Parameters
     ----------

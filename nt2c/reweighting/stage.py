@@ -50,14 +50,17 @@ class ReweightedPairs:
 
     @property
     def alpha(self) -> np.ndarray:
+        """Signal weight alpha per pair, shape (n,)."""
         return self.coefficients[:, 0]
 
     @property
     def beta(self) -> np.ndarray:
+        """Noise weight beta per pair, shape (n,)."""
         return self.coefficients[:, 1]
 
     @property
     def gamma(self) -> np.ndarray:
+        """Offset gamma per pair, shape (n,), in the units of the simulated patches."""
         return self.coefficients[:, 2]
 
     def noise_to_signal(self) -> np.ndarray:
@@ -202,8 +205,8 @@ def read_coefficients(path) -> dict[str, np.ndarray]:
 def reweight_stage(run, settings, params) -> list[Path]:
     """Pipeline stage ``reweight``: real noise onto simulated clean patches -> ``RUN/pairs/``.
 
-    Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and draws ``settings.n_pairs`` noise fields
-    of side d (``settings.patch_px``, by default the GAN's patch side): samples of the GAN
+    Reads ``RUN/simulated/pairs_clean.mrcs`` and ``pairs_noisy.mrcs`` and draws ``settings.n_pairs`` noise
+    fields of side d (``settings.patch_px``, by default the GAN's patch side): samples of the GAN
     ``RUN/models/gan.safetensors`` (``noise_source="gan"``, the paper; larger sides blend GAN patches,
     :func:`nt2c.noise.fields.sample_noise_fields`) or resampled real noise patches ``RUN/noise/patches.mrcs``
     (``noise_source="patches"``, :func:`nt2c.noise.fields.resample_patches`). Cuts as many random aligned

@@ -12,6 +12,7 @@ Modules, in the order of image formation:
 * :mod:`.standins` -- the embedded default's simulated "experimental" micrographs (learnt from and held out).
 """
 
+from nt2c.simulation.builtin import build_builtin_specimen
 from nt2c.simulation.ctf import ctf_1d, ctf_2d, ctf_zeros, electron_wavelength_A, interaction_constant
 from nt2c.simulation.detector import DETECTOR_PRESETS, detect, detector_curves, dqe, mtf
 from nt2c.simulation.ice import ice_mean_inner_potential_V, ice_noise_spectrum, structural_noise
@@ -23,7 +24,6 @@ from nt2c.simulation.micrograph import (
     specimen_from_params,
 )
 from nt2c.simulation.potential import K_V_A2, projected_potential, render_particles, scattering_factor
-from nt2c.simulation.builtin import build_builtin_specimen
 from nt2c.simulation.specimen import Specimen, fetch_structure, load_specimen, read_structure
 from nt2c.simulation.stage import (
     PatchPairs,

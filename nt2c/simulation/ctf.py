@@ -10,6 +10,11 @@ protein (positive potential) appears dark in underfocus. ``theta = atan2(ky, kx)
 Envelopes: B-factor ``exp(-B k^2 / 4)``, temporal coherence ``exp[-(pi lambda k^2 Cc dE / V)^2 / (16 ln 2)]``
 (``dE`` the FWHM energy spread) and spatial coherence ``exp[-pi^2 alpha^2 (Cs lambda^2 k^3 - df k)^2 / ln
 2]``.
+
+One module, about a third of it docstrings with formulas and units, because its functions are one formula: the
+1-D, 2-D and phase-only CTFs evaluate the same phase ``gamma`` (:func:`ctf_gamma`) and envelopes
+(:func:`ctf_envelope`) under the same optics checks, :func:`ctf_zeros` solves that phase for its zeros, and
+:func:`radial_power_spectrum` is what the tests and the notebook 01 figures hold the zeros against.
 """
 
 from __future__ import annotations

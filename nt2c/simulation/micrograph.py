@@ -17,6 +17,10 @@ Image formation (all in :func:`simulate_micrograph`):
 
 The clean image is what a perfect denoiser returns: with ``structural_noise: false`` and ``detector: ideal``,
 ``noisy - clean`` is pure Poisson noise (mean 0, variance = the expected counts).
+
+One module because image formation is one seeded sequence of steps on one device; most of its length is
+:func:`simulate_micrograph` itself: the checks of its parameters and the calls into :mod:`.potential`,
+:mod:`.ice`, :mod:`.ctf` and :mod:`.detector`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ centre of mass. Three sources:
 * :func:`read_structure` -- a ``.pdb``/``.cif`` file (optionally gzipped) through gemmi; all models of a
   multi-model file when they form an assembly (a 24-mer written as 24 MODELs is one particle);
 * :func:`fetch_structure` -- a 4-character PDB id, downloaded once into the nt2c data cache;
-* :func:`nt2c.simulation.builtin.build_builtin_specimen` -- a procedurally built, protein-like complex (residues of the 20 amino acids
-  at their natural abundance, packed at protein density 1.35 g/cm^3 along confined random-walk chains,
-  optional point-group symmetry), reproducible from its seed, so nothing has to be downloaded.
+* :func:`nt2c.simulation.builtin.build_builtin_specimen` -- a procedurally built, protein-like complex
+  (residues of the 20 amino acids at their natural abundance, packed at protein density 1.35 g/cm^3 along
+  confined random-walk chains, optional point-group symmetry), reproducible from its seed, so nothing has to
+  be downloaded.
 """
 
 from __future__ import annotations

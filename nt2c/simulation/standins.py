@@ -1,8 +1,9 @@
 """The embedded default's "experimental" micrographs: simulated stand-ins for a user's real data.
 
-``nt2c run`` without ``--micrographs`` needs micrographs whose noise the coarse training pairs do *not* already
-describe, or NT2C's noise transfer has nothing to learn. The stand-ins are simulated from the same specimen,
-defocus range, dose and CTF as the coarse training data (``RUN/params.yaml``), with these departures:
+``nt2c run`` without ``--micrographs`` needs micrographs whose noise the coarse training pairs do *not*
+already describe, or NT2C's noise transfer has nothing to learn. The stand-ins are simulated from the same
+specimen, defocus range, dose and CTF as the coarse training data (``RUN/params.yaml``), with these
+departures:
 
 * **thicker ice** (``ice_thickness_factor`` x the nominal thickness, default 2): more structural noise of the
   ice, with its own spectrum (:func:`nt2c.simulation.ice.structural_noise`);
@@ -17,9 +18,9 @@ defocus range, dose and CTF as the coarse training data (``RUN/params.yaml``), w
 They are still nt2c's own simulator: they test the plumbing and the behaviour where the truth is known, not
 whether the method works on real noise (for that, see ``benchmarks/bench_real.py``).
 
-Two sets of the same acquisition: the micrographs NT2C learns its noise from (listed in ``RUN/micrographs.txt``)
-and ``n_heldout`` more that are only denoised and scored (``RUN/heldout.txt``): "same micrographs" and "new
-micrographs of the same acquisition" in the evaluation tables.
+Two sets of the same acquisition: the micrographs NT2C learns its noise from (listed in
+``RUN/micrographs.txt``) and ``n_heldout`` more that are only denoised and scored (``RUN/heldout.txt``): "same
+micrographs" and "new micrographs of the same acquisition" in the evaluation tables.
 
 The clean image of each stand-in is the simulator's noise-free target (specimen signal through CTF and MTF, no
 shot noise, no structural noise, no gain pattern): what a perfect denoiser returns. Files, in
@@ -76,7 +77,7 @@ class Departures:
 
 
 def gain_map(shape: tuple[int, int], departures: Departures = Departures(), *, seed: int = 0) -> np.ndarray:
-    """The multiplicative gain pattern ``g = 1 + s_px n + s_col c(x) + s_row r(y)``.
+    """Draw the multiplicative gain pattern ``g = 1 + s_px n + s_col c(x) + s_row r(y)``.
 
     Parameters
     ----------
@@ -102,7 +103,7 @@ def gain_map(shape: tuple[int, int], departures: Departures = Departures(), *, s
 
 
 def experimental_entries(run) -> list[dict]:
-    """The stand-ins of ``run`` from ``RUN/experimental/manifest.json`` (empty when there are none).
+    """Read the stand-ins of ``run`` from ``RUN/experimental/manifest.json`` (empty when there are none).
 
     Each entry has ``micrograph``, ``clean``, ``coords`` and ``meta`` (absolute paths).
     """
@@ -146,7 +147,8 @@ def simulate_experimental(
     Returns
     -------
     list of pathlib.Path
-        The noisy stand-ins the run learns from (absolute paths); the held-out ones are in ``RUN/heldout.txt``.
+        The noisy stand-ins the run learns from (absolute paths); the held-out ones are in
+        ``RUN/heldout.txt``.
     """
     from nt2c.simulation.micrograph import simulate_micrograph, specimen_from_params
 

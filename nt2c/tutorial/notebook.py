@@ -40,7 +40,8 @@ def setup_notebook(
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
     params : ExperimentParams, dict, path-like or None
-        Experiment parameters for a new run (default: those already in ``run_dir``, else the embedded example).
+        Experiment parameters for a new run (default: those already in ``run_dir``, else the embedded
+        example).
     progress : bool
         Show progress bars.
 
@@ -65,7 +66,7 @@ def setup_notebook(
 
 
 def shared_data_dir() -> Path | None:
-    """The development data folder (``../shared/data``, or ``$NT2C_SHARED_DATA``) when present, else None.
+    """Return the development data folder (``../shared/data`` or ``$NT2C_SHARED_DATA``) if present, else None.
 
     Notebooks use it for optional real-data sections and skip them when it is absent.
     """

@@ -48,7 +48,7 @@ def default_notebook_dir() -> Path:
 
 
 def list_notebooks(folder: str | os.PathLike | None = None, only: list[str] | None = None) -> list[Path]:
-    """The ordered series ``NN_*.ipynb`` in ``folder``; ``only`` keeps those whose number or name matches."""
+    """List the ``NN_*.ipynb`` series in ``folder`` in order; ``only``: numbers or name prefixes to keep."""
     folder = Path(folder) if folder else default_notebook_dir()
     books = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -87,7 +87,8 @@ def run_notebooks(
     profile : {"smoke", "quick", "full"}
     out : path-like
         Output folder: ``out/executed/NN_name.ipynb`` and the run folder ``out/run`` (with ``params_files``:
-        ``out/<stem>/executed`` and ``out/<stem>/run`` per file), plus ``out/summary.json`` and ``summary.md``.
+        ``out/<stem>/executed`` and ``out/<stem>/run`` per file), plus ``out/summary.json`` and
+        ``summary.md``.
     only : list of str, optional
         Notebook numbers or name prefixes to run.
     params_files : list of path-like, optional
@@ -209,7 +210,7 @@ def _save_summary(path: Path, results: list[NotebookResult], previous: dict, pro
 
 
 def format_summary(results: list[NotebookResult]) -> str:
-    """A Markdown table of notebook, dataset, status and time."""
+    """Format the results as a Markdown table of notebook, dataset, status and time."""
     lines = ["| dataset | notebook | status | time (s) | error |", "|---|---|---|---:|---|"]
     for r in results:
         lines.append(
