@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 import nt2c
+from nt2c.config import stage_config
 from nt2c.errors import InputError
 from nt2c.extraction import (
     STATUS_NAMES,
@@ -395,3 +396,66 @@ def test_box_particle_distance():
     # box 1 spans cols 100..123, rows 100..123; particle (x=130, y=100) is 7 px beyond col 123
     assert dist[1] == pytest.approx(7.0)
     assert np.isinf(box_particle_distance(boxes, 24, np.empty((0, 2)))).all()
+
+
+def test_relaxations_lower_the_threshold_to_its_floor_then_halve_the_patches():
+    from nt2c.extraction.stage import relaxations
+
+    settings = stage_config("extract-noise", "quick", patch_size=128, threshold=0.7, threshold_floor=0.45)
+    steps = relaxations(settings)
+    assert steps[0] == ("", {k: getattr(settings, k) for k in steps[0][1]})
+    described = [what for what, _ in steps[1:]]
+    assert described[:3] == ["threshold 0.60", "threshold 0.50", "patch_size 64 px"]
+    assert described[3:] == ["threshold 0.60, patch_size 64 px", "threshold 0.50, patch_size 64 px"]
+    assert all(options["threshold"] >= 0.45 for _, options in steps)
+    assert relaxations(stage_config("extract-noise", "quick", patch_size=128, fallback=False)) == steps[:1]
+
+
+def test_a_crowded_field_falls_back_and_says_so(run_dir, caplog):
+    """Few background patches at the configured settings: the stage relaxes them and records what it did."""
+    from nt2c.extraction.stage import extract_noise_stage
+    from nt2c.io import read_json, write_mrc
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:256, :256]
+    field = np.zeros((256, 256))
+    for cy in range(16, 256, 40):  # a particle every 40 px: no empty 128 px square anywhere
+        for cx in range(16, 256, 40):
+            field -= 3 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 6.0**2))
+    raw = (field + rng.normal(0, 1, field.shape)).astype(np.float32)
+    path = write_mrc(run_dir.path / "crowded.mrc", raw, pixel_size_A=2.0)
+    (run_dir.path / "micrographs.txt").write_text(f"{path}\n")
+    import torch
+
+    from nt2c.denoiser.inference import save_model
+    from nt2c.denoiser.network import UNet
+
+    torch.manual_seed(0)
+    save_model(UNet(width=4, depth=3), run_dir.models / "coarse.safetensors")
+    settings = stage_config(
+        "extract-noise", "quick", patch_size=128, criterion="std", std_max=1e-6, min_patches=4, device="cpu"
+    )
+    with pytest.raises(NoNoisePatchError, match="even after 1 relaxation"):
+        extract_noise_stage(run_dir, settings, run_dir.params())
+    settings = stage_config(
+        "extract-noise",
+        "quick",
+        patch_size=128,
+        threshold=0.99,
+        threshold_floor=-1.0,
+        min_patches=4,
+        device="cpu",
+    )
+    with caplog.at_level("WARNING"):
+        outputs = extract_noise_stage(run_dir, settings, run_dir.params())
+    record = read_json(run_dir.noise / "extraction.json")
+    used = [step for step in record["fallbacks"] if step["used"]]
+    assert len(used) == 1 and used[0]["fallback"] != "configured options" and used[0]["patches"] >= 4
+    assert record["fallbacks"][0] == {"fallback": "configured options", "patches": 0, "used": False}
+    assert "extract-noise fallback" in caplog.text
+    assert {p.name for p in outputs} >= {
+        "patches.mrcs",
+        "patches.csv",
+        "extraction.json",
+        "crowded_boxes.png",
+    }
