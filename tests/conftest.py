@@ -1,4 +1,9 @@
-"""Shared fixtures: the optional development data folder, small run directories, quiet progress bars."""
+"""Shared fixtures: the optional development data folder, small run directories, quiet progress bars.
+
+Torch runs every test on ``NT2C_TEST_THREADS`` intra-op threads (default 1), whatever the machine's core count
+and whichever test files are collected: the thread count changes the order of float reductions, so a trained
+model's numbers would otherwise depend on the machine and on the selection of tests.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,29 @@ os.environ.setdefault("NT2C_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _test_threads() -> int:
+    threads = os.environ.get("NT2C_TEST_THREADS", "1")
+    if not threads.isdigit() or int(threads) < 1:
+        raise pytest.UsageError(f"NT2C_TEST_THREADS={threads!r}: give a positive number of threads, e.g. 1.")
+    return int(threads)
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(_test_threads())
+
+
+@pytest.fixture(autouse=True)
+def _pinned_torch_threads():
+    """Start every test on the pinned thread count, whatever a test module or an earlier test set."""
+    import torch
+
+    threads = _test_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _shared_data() -> Path | None:
@@ -31,7 +59,7 @@ def shared_data() -> Path:
 
 @pytest.fixture()
 def run_dir(tmp_path):
-    """A fresh run directory with the default parameters."""
+    """Make a fresh run directory with the default parameters."""
     from nt2c.run.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
@@ -41,7 +69,7 @@ def run_dir(tmp_path):
 
 @pytest.fixture()
 def model_path(tmp_path):
-    """A tiny seeded U-Net saved as safetensors + JSON sidecar (for denoising tests)."""
+    """Save a tiny seeded U-Net as safetensors + JSON sidecar (for denoising tests)."""
     import torch
 
     from nt2c.denoiser.inference import save_model

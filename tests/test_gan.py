@@ -10,8 +10,7 @@ from scipy.ndimage import gaussian_filter
 from nt2c.config import stage_config
 from nt2c.errors import ConfigError, InputError, StageError
 from nt2c.io import read_json, read_mrc, write_mrc
-from nt2c.noise.fidelity import noise_fidelity, white_noise_like
-from nt2c.noise.gan import (
+from nt2c.noise import (
     blend_noise_patches,
     gradient_penalty,
     load_generator,
@@ -23,9 +22,8 @@ from nt2c.noise.gan import (
     train_gan,
     train_gan_stage,
 )
+from nt2c.noise.fidelity import noise_fidelity, white_noise_like
 from nt2c.noise.networks import Critic, Generator
-
-torch.set_num_threads(1)  # the GAN's small convolutions are faster on one thread on a shared machine
 
 
 def coloured_noise(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -104,9 +102,31 @@ def test_gradient_penalty_of_a_linear_critic_and_its_gradient():
 
 
 # -- training ------------------------------------------------------------------------------------------------
+def median_skewness(patches) -> float:
+    """Pearson's second skewness of the pixel values, ``3 (mean - median) / std`` (0 for symmetric noise).
+
+    Unlike the third moment it does not hang on the few largest pixels of the log-normal tail.
+    """
+    x = np.asarray(patches, dtype=np.float64).ravel()
+    return float(3.0 * (x.mean() - np.median(x)) / x.std())
+
+
 @pytest.mark.slow
 def test_short_training_learns_coloured_non_gaussian_noise(tmp_path):
-    """A short training brings the spectrum, histogram and correlations closer than matched white noise."""
+    """A short training learns the noise colour, the skew of the histogram and the units of the patches.
+
+    Sixty iterations do not converge: training stops somewhere in its oscillation, and where depends on float
+    rounding, which differs between machines (CPU vector kernels, thread count) and which the GAN amplifies;
+    pinning threads makes a run repeatable on one machine only. So only what held in every run of a sweep is
+    asserted, against matched white noise scored in the same run, with margins of 3-7 sd beyond the sweep's
+    mean. Sweep (20 runs: training seeds 0-7 on 1 thread, the same with ``ATEN_CPU_CAPABILITY=avx2
+    ONEDNN_MAX_CPU_ISA=AVX2``, seeds 0-3 on 2 threads), mean +- sd [min, max]: gan / white spectrum distance
+    0.36 +- 0.05 [0.28, 0.47], autocorrelation distance 0.25 +- 0.11 [0.08, 0.51]; gan / real median
+    skewness 1.02 +- 0.25 [0.54, 1.50], std 0.89 +- 0.10 [0.72, 1.05]; |mean offset| 0.10 +- 0.09 [0.01,
+    0.33] real std. Not asserted: gan / white KS statistic [0.21, 3.56] and Wasserstein distance [0.21,
+    0.99], which the mean offset dominates (the former bounds failed in 8 of the 20 runs, seed 0 among them
+    on 2 threads and with AVX2 kernels).
+    """
     train, held = coloured_noise(64, seed=0), coloured_noise(64, seed=1)
     settings = stage_config(
         "train-gan",
@@ -119,20 +139,25 @@ def test_short_training_learns_coloured_non_gaussian_noise(tmp_path):
         checkpoint_every=1000,
     )
     trained = train_gan(train, settings, device="cpu")
-    model, _ = save_generator(tmp_path / "gan.safetensors", trained)
-    generated = sample_noise(model, 64, seed=0, device="cpu")
-    gan = noise_fidelity(held, generated)
-    white = noise_fidelity(held, white_noise_like(held, seed=0))
-    # measured on 2 shared CPU cores: gan 4.9 dB / KS 0.075 / acf 0.10 vs white 13.1 dB / KS 0.167 / acf 0.39
-    assert white["psd_log_ratio_db"] > 10.0
-    assert gan["psd_log_ratio_db"] < 0.6 * white["psd_log_ratio_db"]
-    assert gan["ks_statistic"] < 0.8 * white["ks_statistic"]
-    assert gan["wasserstein"] < 0.6 * white["wasserstein"]
-    assert gan["acf_mad"] < 0.5 * white["acf_mad"]
-    # generated noise comes back in the units of the patches
-    assert generated.mean() == pytest.approx(held.mean(), rel=0.05)
     assert len(trained.curves["iteration"]) == 60
     assert np.isfinite(trained.curves["wasserstein_estimate"]).all()
+    model, _ = save_generator(tmp_path / "gan.safetensors", trained)
+    generated = sample_noise(model, 64, seed=0, device="cpu")
+    white_noise = white_noise_like(held, seed=0)
+    gan = noise_fidelity(held, generated)
+    white = noise_fidelity(held, white_noise)
+    # the baseline is far off in both statistics (deterministic: NumPy draws; 13.0 dB and 0.40 here)
+    assert white["psd_log_ratio_db"] > 10.0 and white["acf_mad"] > 0.3
+    # noise colour (bounds 4.6 sd above the sweep's mean)
+    assert gan["psd_log_ratio_db"] < 0.6 * white["psd_log_ratio_db"]
+    assert gan["acf_mad"] < 0.75 * white["acf_mad"]
+    # histogram: skewed like the real noise (0.88 here; bound 3.3 sd below the sweep's mean), white is not
+    real_skew = median_skewness(held)
+    assert real_skew > 0.5 and abs(median_skewness(white_noise)) < 0.05 * real_skew
+    assert median_skewness(generated) > 0.2 * real_skew
+    # in the units of the patches (bounds 4-7 sd off the sweep's mean; z-scored output: offset 3.6, std 0.26)
+    assert abs(generated.mean() - held.mean()) < 0.75 * held.std()
+    assert 0.4 < generated.std() / held.std() < 1.5
 
 
 TINY = dict(width=4, batch_size=4, iterations=4, n_critic=2, checkpoint_every=2, latent_dim=8)
@@ -270,8 +295,8 @@ def test_spatial_latent_generator_trains_saves_and_samples(tmp_path):
 
 def test_bad_training_input_raises_clear_errors():
     settings = stage_config("train-gan", "smoke", **TINY)
-    with pytest.raises(InputError, match="too few for a batch"):
-        train_gan(coloured_noise(3), settings)
+    with pytest.raises(InputError, match="too few to train the GAN"):
+        train_gan(coloured_noise(1), settings)
     with pytest.raises(InputError, match="smaller than the GAN's patch_px"):
         train_gan(coloured_noise(8, size=32), settings)
     bad = coloured_noise(8)
@@ -280,6 +305,34 @@ def test_bad_training_input_raises_clear_errors():
         train_gan(bad, settings)
     with pytest.raises(InputError, match="constant"):
         train_gan(np.ones((8, 64, 64), np.float32), settings)
+
+
+def test_fewer_patches_than_a_batch_shrink_the_batch_with_a_warning(caplog):
+    settings = stage_config("train-gan", "smoke", **{**TINY, "iterations": 2})
+    assert settings.batch_size > 3
+    with caplog.at_level("WARNING"):
+        trained = train_gan(coloured_noise(3), settings, device="cpu")
+    assert trained.settings.batch_size == 3
+    assert "batches of 3" in caplog.text
+    assert len(trained.curves["iteration"]) == 2
+
+
+def test_resume_continues_the_shuffled_patch_order_bit_for_bit(tmp_path):
+    settings = stage_config("train-gan", "smoke", **{**TINY, "iterations": 4, "checkpoint_every": 1})
+    patches = coloured_noise(7)  # 7 patches, batches of 4: the shuffle spans iterations
+    whole = train_gan(patches, settings, device="cpu")
+
+    def stop_after_two(iteration, values):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "gan.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(patches, settings, checkpoint_path=ckpt, device="cpu", on_iteration=stop_after_two)
+    resumed = train_gan(patches, settings, checkpoint_path=ckpt, device="cpu")
+    assert resumed.resumed_from == 2
+    for key, value in whole.generator.state_dict().items():
+        assert torch.equal(value, resumed.generator.state_dict()[key]), key
 
 
 # -- stage, CLI, figures -------------------------------------------------------------------------------------
@@ -323,7 +376,7 @@ def test_stage_errors(run_dir):
     settings = stage_config("train-gan", "smoke")
     with pytest.raises(StageError, match="extract-noise"):
         train_gan_stage(run_dir, settings, run_dir.params())
-    write_mrc(run_dir.noise / "patches.mrcs", coloured_noise(4))
+    write_mrc(run_dir.noise / "patches.mrcs", coloured_noise(1))
     with pytest.raises(InputError, match="too few"):
         train_gan_stage(run_dir, settings, run_dir.params())
 
@@ -344,7 +397,7 @@ def test_figures_run(gan_run):
     import matplotlib
 
     matplotlib.use("Agg")
-    from nt2c.noise.gan import fidelity_sets
+    from nt2c.noise import fidelity_sets
     from nt2c.plots.noise import (
         plot_fidelity_table,
         plot_gan_curves,
