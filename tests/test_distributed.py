@@ -54,7 +54,7 @@ WORKER = textwrap.dedent(
 def _launch(script, *args):
     """``torchrun --standalone --nproc-per-node 2 script args...`` (Gloo on the CPU, one thread per rank)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", NT2C_PROGRESS="0")
+    env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", NT2C_PROGRESS="0")
     cmd = [
         sys.executable,
         "-m",
@@ -64,7 +64,7 @@ def _launch(script, *args):
         "2",
         str(script),
     ]
-    return subprocess.run(cmd + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=900)
 
 
 def _torchrun(out, tag, kill_at=0):
