@@ -17,6 +17,7 @@ Two kinds of settings:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nt2c.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PROFILES",
@@ -38,11 +41,12 @@ __all__ = [
     "ReweightConfig",
     "FineTrainConfig",
     "DenoiseConfig",
-    "STAGE_MODELS",
+    "STAGE_MODELS",  # noqa: F822 (module __getattr__: from the registry nt2c.run.stages.STAGES)
     "stage_config",
     "parse_stage_overrides",
     "load_params",
     "save_params",
+    "defaulted_params",
     "format_validation_error",
 ]
 
@@ -184,6 +188,12 @@ class SimulateConfig(_StageModel):
     n_pairs: int = Field(
         512, ge=2, description="(noisy, clean) training pairs cut from the simulated micrographs"
     )
+    n_test_micrographs: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="micrographs of a separate test set (RUN/test/, own seeds, never trained on)",
+    )
 
 
 class _TrainModel(_StageModel):
@@ -228,6 +238,21 @@ class ExtractConfig(_StageModel):
     )
     criterion: Literal["ssim", "std", "meanvar"] = Field("ssim", description="background test")
     std_max: float = Field(1.0, gt=0, description="'std' criterion: max local std, grey levels of [0, 255]")
+    mean_tol: float = Field(0.1, gt=0, description="'meanvar' criterion: relative tolerance on local means")
+    var_tol: float = Field(
+        0.25, gt=0, description="'meanvar' criterion: relative tolerance on local variances"
+    )
+    clip_percentile: float = Field(
+        0.0, ge=0, lt=50, description="normalise the enhanced image by these percentiles (0 = min-max, paper)"
+    )
+    min_patches: int = Field(
+        16, ge=1, description="fewer patches than this over all micrographs: try the fallbacks (see fallback)"
+    )
+    fallback: bool = Field(
+        True,
+        description="relax the threshold (down to threshold_floor), then halve the patch size (to 64 px)",
+    )
+    threshold_floor: float = Field(0.3, ge=-1, le=1, description="lowest SSIM threshold a fallback uses")
     margin_px: int = Field(
         0, ge=0, le=1024, description="test the patch grown by this margin (px); 0 = paper"
     )
@@ -282,16 +307,16 @@ class ReweightConfig(_StageModel):
     n_pairs: int = Field(512, ge=2)
     noise_source: Literal["gan", "patches"] = Field(
         "patches",
-        description="noise V transferred onto the clean patches: 'patches' (random crops of the extracted noise "
-        "patches, rotated and flipped; the default, chosen by measurement) or 'gan' (the paper: samples of the "
-        "trained GAN)",
+        description="noise V transferred onto the clean patches: 'patches' (random crops of the extracted "
+        "noise patches, rotated and flipped; the default, chosen by measurement) or 'gan' (the paper: "
+        "samples of the trained GAN)",
     )
     patch_px: int | None = Field(
         None,
         ge=32,
         le=1024,
         description="side of the pairs (px); None: the GAN's patch side; larger: GAN patches blended into "
-        "larger noise fields (nt2c.noise.gan.blend_noise_patches)",
+        "larger noise fields (nt2c.noise.fields.blend_noise_patches)",
     )
 
 
@@ -316,22 +341,32 @@ class DenoiseConfig(_StageModel):
         return self
 
 
-STAGE_MODELS: dict[str, type[_StageModel]] = {
-    "simulate": SimulateConfig,
-    "train-coarse": CoarseTrainConfig,
-    "extract-noise": ExtractConfig,
-    "train-gan": GanConfig,
-    "reweight": ReweightConfig,
-    "train-fine": FineTrainConfig,
-    "denoise": DenoiseConfig,
-}
+def _stage_models() -> dict[str, type[_StageModel]]:
+    """Stage name -> settings model, from the one registry of stages (:data:`nt2c.run.stages.STAGES`)."""
+    from nt2c.run.stages import STAGES  # lazy: the registry imports the models of this module
+
+    return {**{name: stage.config for name, stage in STAGES.items()}, "denoise": DenoiseConfig}
+
+
+def __getattr__(name: str):
+    # STAGE_MODELS: every pipeline stage's settings model (from nt2c.run.stages.STAGES) plus "denoise"
+    if name == "STAGE_MODELS":
+        return _stage_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Profile defaults, stage by stage. Only sizes and lengths differ between profiles.
 _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
-        "simulate": {"n_micrographs": 2, "image_size_px": (256, 256), "pair_patch_px": 64, "n_pairs": 16},
+        "simulate": {
+            "n_micrographs": 2,
+            "image_size_px": (256, 256),
+            "pair_patch_px": 64,
+            "n_pairs": 16,
+            "n_test_micrographs": 1,
+        },
         "train-coarse": {"patch_px": 64, "batch_size": 4, "steps": 4, "width": 8, "checkpoint_every": 2},
-        # the smoke coarse model (a few steps) leaves SSIM ~0 everywhere: accept every candidate (plumbing only)
+        # the smoke coarse model (a few steps) leaves SSIM ~0 everywhere: accept every candidate (plumbing)
         "extract-noise": {"patch_size": 64, "threshold": -1.0},
         "train-gan": {
             "patch_px": 64,
@@ -365,7 +400,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "denoise": {"tile": 512, "overlap": 64},
     },
     "full": {
-        "simulate": {"pair_patch_px": 320, "n_pairs": 8192},
+        "simulate": {"pair_patch_px": 320, "n_pairs": 8192, "n_test_micrographs": 4},
         "train-coarse": {
             "patch_px": 256,
             "batch_size": 32,
@@ -425,13 +460,14 @@ def stage_config(stage: str, profile: str = "quick", /, **overrides: Any):
     >>> stage_config("train-coarse", "smoke", steps=10).steps
     10
     """
-    if stage not in STAGE_MODELS:
-        raise ConfigError(f"unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}.")
+    models = _stage_models()
+    if stage not in models:
+        raise ConfigError(f"unknown stage {stage!r}; stages are {', '.join(models)}.")
     if profile not in PROFILES:
         raise ConfigError(f"profile = {profile!r}: unknown profile; use one of {', '.join(PROFILES)}.")
     data = dict(_PROFILE_DEFAULTS[profile].get(stage, {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return _validate(STAGE_MODELS[stage], data, f"{stage} settings (profile {profile})")
+    return _validate(models[stage], data, f"{stage} settings (profile {profile})")
 
 
 def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, Any]]:
@@ -460,6 +496,7 @@ def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, 
     >>> parse_stage_overrides(["train-fine.steps=900", "reweight.noise_source=gan"])
     {'train-fine': {'steps': 900}, 'reweight': {'noise_source': 'gan'}}
     """
+    models = _stage_models()
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
         target, sep, text = str(item).partition("=")
@@ -469,17 +506,15 @@ def parse_stage_overrides(items, profile: str = "quick") -> dict[str, dict[str, 
                 f"--set {item!r}: expected STAGE.KEY=VALUE, for example extract-noise.threshold=0.5 or "
                 "train-fine.steps=900."
             )
-        if stage not in STAGE_MODELS:
-            raise ConfigError(
-                f"--set {item!r}: unknown stage {stage!r}; stages are {', '.join(STAGE_MODELS)}."
-            )
+        if stage not in models:
+            raise ConfigError(f"--set {item!r}: unknown stage {stage!r}; stages are {', '.join(models)}.")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: {text!r} is not a readable value ({exc}).") from None
         if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
             value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
-        fields = sorted(f for f in STAGE_MODELS[stage].model_fields if f not in ("device", "seed"))
+        fields = sorted(f for f in models[stage].model_fields if f not in ("device", "seed"))
         if key in ("device", "seed"):
             raise ConfigError(f"--set {item!r}: {key} is the same for every stage; use --{key}.")
         if key not in fields:
@@ -523,15 +558,41 @@ def load_params(
                 f"parameter file {path} does not exist; write one (see data_manifests/ for examples)."
             )
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{path} is not a text (YAML) file; give the params.yaml of your data."
+            ) from None
+        if data is None:
+            raise ConfigError(
+                f"{path} is empty; write the acquisition parameters of your micrographs in it "
+                "(pixel_size_A, voltage_kV, cs_mm, defocus_um, dose_e_per_A2, ...; see data_manifests/ for "
+                "examples), or leave --params out to use the embedded example."
+            )
         if not isinstance(data, dict):
             raise ConfigError(
                 f"{path} must hold one flat mapping of keys to values, got {type(data).__name__}."
             )
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return _validate(ExperimentParams, data, name)
+    params = _validate(ExperimentParams, data, name)
+    if source is not None and not isinstance(source, (dict, ExperimentParams)):
+        filled = defaulted_params(params)
+        if filled:
+            log.warning(
+                "%s does not give %s; using the defaults %s",
+                name,
+                ", ".join(filled),
+                ", ".join(f"{k}={v!r}" for k, v in filled.items()),
+            )
+    return params
+
+
+def defaulted_params(params: ExperimentParams) -> dict[str, Any]:
+    """Return the keys of ``params`` that were not given and hold their default (key -> default)."""
+    given = params.model_fields_set
+    return {k: v for k, v in params.to_dict().items() if k not in given}
 
 
 def save_params(params: ExperimentParams, path: str | os.PathLike, *, overwrite: bool = True) -> Path:

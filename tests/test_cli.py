@@ -59,3 +59,30 @@ def test_parser_builds_without_heavy_imports():
 
 def test_parser_object():
     assert build_parser().prog == "nt2c"
+
+
+@pytest.mark.parametrize(
+    "name", ["simulate", "train-coarse", "extract-noise", "train-gan", "reweight", "train-fine"]
+)
+def test_stage_commands_on_a_bad_run_folder_exit_2_with_one_line(name, tmp_path, capsys):
+    not_a_folder = tmp_path / "run"
+    not_a_folder.write_text("a file")
+    assert main([name, "--run", str(not_a_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nt2c {name}: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_read_only_file_system_errors_are_one_line(monkeypatch, capsys):
+    import errno
+
+    import nt2c.commands.run as run_command
+
+    def refuse(args):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run")
+
+    monkeypatch.setattr(run_command, "main", refuse)
+    assert main(["run", "--out", "/mnt/ro/run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nt2c run: error: cannot use /mnt/ro/run: Read-only file system;")
+    assert len(err.strip().splitlines()) == 1

@@ -89,8 +89,8 @@ def test_profiles_scale_lengths_not_algorithm():
     smoke, quick, full = (stage_config("extract-noise", p) for p in PROFILES)
     assert smoke.criterion == quick.criterion == full.criterion == "ssim"
     assert quick.threshold == full.threshold == 0.7
-    # the one exception: smoke's coarse model is trained for a few steps, so the SSIM test cannot pass anywhere;
-    # smoke accepts every candidate to exercise the plumbing (documented in config.py)
+    # the one exception: smoke's coarse model is trained for a few steps, so the SSIM test cannot pass
+    # anywhere; smoke accepts every candidate to exercise the plumbing (documented in config.py)
     assert smoke.threshold == -1.0
     assert stage_config("train-coarse", "smoke").steps < stage_config("train-coarse", "quick").steps
 

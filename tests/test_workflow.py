@@ -59,7 +59,7 @@ def test_second_invocation_does_no_work(smoke_run):
 
 
 def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
-    """Interrupt train-fine after its first checkpoint, then run again: only train-fine runs, from the checkpoint."""
+    """Interrupt train-fine after its first checkpoint, then run again: only train-fine runs, from it."""
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     from nt2c.config import stage_config
@@ -138,22 +138,13 @@ def test_set_overrides_one_stage_setting_and_reruns_only_that_stage(smoke_run, t
 def test_resolve_micrographs_errors(tmp_path):
     from nt2c.errors import InputError
 
-    with pytest.raises(InputError, match="matches no file"):
+    with pytest.raises(InputError, match="match(es)? no file"):
         resolve_micrographs(str(tmp_path / "*.mrc"))
     with pytest.raises(InputError, match="does not exist"):
         resolve_micrographs([tmp_path / "missing.mrc"])
     (tmp_path / "b.mrc").write_bytes(b"")
     (tmp_path / "a.mrc").write_bytes(b"")
     assert [p.name for p in resolve_micrographs(str(tmp_path / "*.mrc"))] == ["a.mrc", "b.mrc"]
-
-
-def test_other_micrographs_in_an_existing_run_are_refused(smoke_run, tmp_path):
-    from nt2c.errors import ConfigError
-    from nt2c.io import write_mrc
-
-    other = write_mrc(tmp_path / "other.mrc", np.zeros((64, 64), np.float32))
-    with pytest.raises(ConfigError, match="other micrographs"):
-        run_pipeline(out=smoke_run, micrographs=[other], profile="smoke", device="cpu")
 
 
 def test_gain_map_has_the_requested_pixel_and_banding_statistics():
@@ -176,7 +167,7 @@ def test_gain_map_has_the_requested_pixel_and_banding_statistics():
 
 
 def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run):
-    """The stand-ins' noise (noisy - clean) exceeds the nominal simulation's, and a second call simulates nothing."""
+    """The stand-ins' noise (noisy - clean) exceeds the nominal one; a second call simulates nothing."""
     from nt2c.io import read_image, read_star
     from nt2c.run.rundir import RunDir
     from nt2c.simulation.standins import experimental_entries, simulate_experimental
@@ -195,7 +186,8 @@ def test_standins_have_more_noise_than_the_coarse_training_simulation(smoke_run)
     assert abs(np.corrcoef((noisy / gain - clean).ravel(), gain.ravel())[0, 1]) < 0.1
     before = (smoke_run / "experimental" / "manifest.json").stat().st_mtime_ns
     paths = simulate_experimental(run, run.params(), profile="smoke", device="cpu")
-    assert [str(p) for p in paths] == [e["micrograph"] for e in experimental_entries(run)]
+    learn = [e["micrograph"] for e in experimental_entries(run) if e.get("split", "learn") == "learn"]
+    assert [str(p) for p in paths] == learn  # the held-out ones are listed in RUN/heldout.txt
     assert (smoke_run / "experimental" / "manifest.json").stat().st_mtime_ns == before
 
 
@@ -215,5 +207,78 @@ def test_fine_variant_trains_the_ablation_in_a_sub_run(smoke_run):
     sub = read_json(smoke_run / "ablation" / "matched-gan" / "pairs" / "summary.json")
     assert sub["noise_source"] == "gan" and sub["method"] == "matched"
     assert sub["n_pairs"] == own["n_pairs"] and sub["patch_px"] == own["patch_px"]  # only the source differs
+    from nt2c.run.rundir import RunDir
+
+    parent, ablation = RunDir(smoke_run), RunDir(smoke_run / "ablation" / "matched-gan")
+    for stage in ("simulate", "train-coarse", "extract-noise", "train-gan"):  # shared, not redone
+        assert ablation.read_stamp(stage) == parent.read_stamp(stage), stage
     with pytest.raises(ConfigError, match="noise_source"):
         fine_variant(smoke_run, "matched", noise_source="white", profile="smoke")
+
+
+# -- provenance with the real stages (see also tests/test_provenance.py) -----------------------------------
+def test_set_extraction_setting_reruns_gan_pairs_fine_model_and_denoising(smoke_run, tmp_path):
+    """`nt2c run ... --set extract-noise.X=...`: new patches -> new GAN, pairs, fine model and outputs."""
+    from nt2c.run.batch import output_record
+    from nt2c.run.rundir import RunDir, file_sha256
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    run = RunDir(run_path)
+    fine_before = file_sha256(run.models / "fine.safetensors")
+    n_before = len((run.noise / "patches.csv").read_text().splitlines())
+    result = run_pipeline(
+        out=run_path,
+        device="cpu",
+        stage_overrides={"extract-noise": {"max_overlap": 0.0}},
+        echo=lambda x: None,
+    )
+    assert len((run.noise / "patches.csv").read_text().splitlines()) < n_before
+    assert result.stages_run == ["extract-noise", "train-gan", "reweight", "train-fine"]
+    fine_after = file_sha256(run.models / "fine.safetensors")
+    assert fine_after != fine_before
+    assert sorted(result.newly_denoised) == sorted(
+        [*result.denoised, *[p for p in result.newly_denoised if "coarse" in p.parts]]
+    )  # every fine output redone; the coarse model did not change
+    for out in result.denoised:
+        assert output_record(out)["model_sha256"] == fine_after
+    assert run.read_info()["settings"]["extract-noise"]["max_overlap"] == 0.0  # kept for later calls
+    assert not run_pipeline(out=run_path, device="cpu", echo=lambda x: None).did_work
+
+
+def test_bad_micrograph_is_skipped_and_the_repaired_one_taken_in(smoke_run, tmp_path, capsys, monkeypatch):
+    from nt2c.cli import main
+    from nt2c.errors import InputError
+    from nt2c.io import read_json
+    from nt2c.run import stages
+    from nt2c.run.micrographs import read_micrograph_list
+    from nt2c.run.rundir import RunDir
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    run = RunDir(run_path)
+    good = read_micrograph_list(run)
+    broken = tmp_path / "broken.mrc"
+    broken.write_text("not a micrograph")
+    argv = ["run", "--out", str(run_path), "--device", "cpu", "--micrographs", *map(str, good), str(broken)]
+    assert main(argv) == 2  # bad input, but the good micrographs are done and the run is not locked
+    err = capsys.readouterr().err
+    assert sum("broken.mrc" in line for line in err.splitlines() if line.startswith("skipping")) == 1
+    assert "Traceback" not in err and "[6/6] train-fine: complete, skipped" in err
+    assert read_micrograph_list(run) == good
+    assert "# skipped: " in (run_path / "micrographs.txt").read_text()
+    assert str(broken.resolve()) in read_json(run_path / "run.json")["skipped_micrographs"]
+    report = read_json(run_path / "report" / "report.json")
+    assert str(broken.resolve()) in report["skipped_micrographs"] and len(report["micrographs"]) == len(good)
+    assert "unreadable, left out of the run" in (run_path / "report" / "report.md").read_text()
+    # the user repairs the file and runs the same command: it joins the run, the noise must be learnt again
+    shutil.copyfile(good[0], broken)
+    monkeypatch.setattr(stages, "run_stage", lambda *a, **k: [])  # only the bookkeeping, no training here
+    main(argv)
+    assert read_micrograph_list(run) == sorted([*good, broken.resolve()])
+    status = stages.stage_status(run)
+    assert status["train-coarse"] and not status["extract-noise"] and not status["train-fine"]
+    # none readable: a clear error
+    broken.write_text("broken again")
+    with pytest.raises(InputError, match="none of the 1 micrographs"):
+        run_pipeline(out=run_path, micrographs=[broken], device="cpu", echo=lambda x: None)

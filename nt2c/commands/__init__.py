@@ -1,21 +1,22 @@
 """Subcommands of the ``nt2c`` command line, one module each (see :mod:`nt2c.cli`).
 
-To add a command, write ``nt2c/commands/<module>.py`` with ``HELP``, ``add_args`` and ``main`` and register
-it below under its command-line name.
+To add a command, write ``nt2c/commands/<module>.py`` with ``HELP``, ``add_args`` and ``main``. A pipeline
+stage's command is registered with the stage itself (``command`` of :data:`nt2c.run.stages.STAGES`); the
+other commands are listed below.
 """
 
-# in the order of the pipeline, as `nt2c --help` lists them
-COMMANDS: dict[str, str] = {
-    "fetch": "fetch",
-    "simulate": "simulate",
-    "train-coarse": "train_coarse",
-    "extract-noise": "extract_noise",
-    "train-gan": "train_gan",
-    "sample-noise": "sample_noise",
-    "reweight": "reweight",
-    "train-fine": "train_fine",
-    "denoise": "denoise",
-    "evaluate": "evaluate",
-    "run": "run",
-    "notebooks": "notebooks",
-}
+from nt2c.run.stages import STAGES
+
+
+def _commands() -> dict[str, str]:
+    """Command-line name -> module, in the order of the pipeline (as ``nt2c --help`` lists them)."""
+    out = {"fetch": "fetch"}
+    for name, stage in STAGES.items():
+        out[name] = stage.command
+        if name == "train-gan":
+            out["sample-noise"] = "sample_noise"  # uses the GAN the stage trained
+    out.update({"denoise": "denoise", "evaluate": "evaluate", "run": "run", "notebooks": "notebooks"})
+    return out
+
+
+COMMANDS: dict[str, str] = _commands()

@@ -6,11 +6,11 @@ import argparse
 
 from nt2c.config import PROFILES
 
-__all__ = ["add_stage_args", "run_stage_from_args"]
+__all__ = ["add_stage_args", "add_profile_args", "run_stage_from_args"]
 
 
 def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
-    """Add ``--run``, ``--profile``, ``--seed``, ``--device`` and ``--force``."""
+    """Add ``--run``, ``--profile``, ``--change-profile``, ``--seed``, ``--device`` and ``--force``."""
     # --run-dir: the same option under a name that torchrun's own parser does not take for its --run-path
     parser.add_argument(
         "--run",
@@ -20,12 +20,26 @@ def add_stage_args(parser: argparse.ArgumentParser, *, run_required: bool = True
         metavar="RUN",
         help="run directory (holds params.yaml); spell it --run-dir under torchrun",
     )
-    parser.add_argument(
-        "--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)"
-    )
+    add_profile_args(parser)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's, 0)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true", help="run even if the stage's outputs are complete")
+
+
+def add_profile_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--profile`` (default: the run's) and ``--change-profile``."""
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="sizes and lengths (default: the run's profile, recorded in RUN/run.json; quick for a new run)",
+    )
+    parser.add_argument(
+        "--change-profile",
+        action="store_true",
+        help="switch a run made with another profile to --profile (stages whose settings change re-run and "
+        "replace their models)",
+    )
 
 
 def run_stage_from_args(stage: str, args: argparse.Namespace, **overrides) -> int:
@@ -37,6 +51,7 @@ def run_stage_from_args(stage: str, args: argparse.Namespace, **overrides) -> in
         stage,
         RunDir(args.run),
         profile=args.profile,
+        change_profile=getattr(args, "change_profile", False),
         force=args.force,
         seed=args.seed,
         device=args.device,

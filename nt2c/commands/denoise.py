@@ -6,22 +6,24 @@ import argparse
 import glob
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 HELP = "denoise MRC/TIFF micrographs with a trained model (coarse.safetensors or fine.safetensors)"
 DESCRIPTION = (
-    "Denoise each micrograph with an NT2C model in overlapping, blended tiles and write OUT/<name>.mrc with the "
-    "input's voxel size (and OUT/<name>.png previews with --png). Inputs are never overwritten, existing outputs "
-    "are skipped unless --force, unreadable files are reported and skipped; the exit status is 1 when any file "
-    "failed. Files are processed one at a time (constant memory) and written atomically, so a killed run "
-    "started again resumes where it stopped. Under `torchrun --nproc-per-node N -m nt2c denoise ...` rank r "
-    "takes files r, r+N, ... on its own GPU (cuda:LOCAL_RANK)."
+    "Denoise each micrograph with an NT2C model in overlapping, blended tiles and write OUT/<name>.mrc with "
+    "the input's voxel size (and OUT/<name>.png previews with --png). Inputs are never overwritten, existing "
+    "outputs are skipped when they were made from the same input by the same model with the same settings (a "
+    "record per output in OUT/.nt2c/; another model, other settings, a cut-short or wrong-shape output are "
+    "redone; --force redoes all), unreadable files are reported and skipped; the exit status is 2 when any "
+    "file failed. Files are processed one at a time (constant memory) and written atomically, so a killed "
+    "run started again resumes where it stopped. Under `torchrun --nproc-per-node N -m nt2c denoise ...` "
+    "rank r takes files r, r+N, ... on its own GPU (cuda:LOCAL_RANK)."
 )
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``nt2c denoise``."""
     parser.add_argument(
         "files",
         nargs="+",
@@ -80,7 +82,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def expand_files(patterns: list[str]) -> list[Path]:
-    """The input paths, with wildcard patterns that name no existing file expanded (sorted)."""
+    """Expand the input paths: wildcard patterns that name no existing file are globbed (sorted)."""
     files: list[Path] = []
     for pattern in patterns:
         if not os.path.exists(pattern) and any(ch in pattern for ch in "*?["):
@@ -97,23 +99,14 @@ def output_path(src: Path, out_dir: Path) -> Path:
 
 
 def _complete(path: Path) -> bool:
-    """Whether ``path`` is an existing, readable MRC image (nt2c writes atomically, so it is complete)."""
-    import mrcfile
+    """Whether ``path`` is an existing, complete 2-D MRC image."""
+    from nt2c.run.batch import mrc_shape
 
-    if not path.is_file():
-        return False
-
-    try:
-        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-            h = mrc.header
-            expected = int(h.nx) * int(h.ny) * int(h.nz) * 4 + 1024 + int(h.nsymbt)
-        return path.stat().st_size >= expected
-    except Exception:
-        return False
+    return mrc_shape(path) is not None
 
 
 def write_png(path: Path, image, *, max_side: int = 1024) -> Path:
-    """An 8-bit grey PNG preview: block-averaged to at most ``max_side`` px, 0.5-99.5 percentile range."""
+    """Write an 8-bit grey PNG preview: block-averaged to at most ``max_side`` px, 0.5-99.5 percentiles."""
     import numpy as np
     from matplotlib import image as mpimg
 
@@ -134,6 +127,8 @@ def denoise_files(
     files: Iterable[Path],
     out_dir: Path,
     *,
+    model_path: str | os.PathLike | None = None,
+    model_sha256: str | None = None,
     device: str = "auto",
     tile: int = 512,
     overlap: int = 64,
@@ -148,26 +143,30 @@ def denoise_files(
     on_file: Callable[[Path, str], None] | None = None,
     verbose: bool = True,
 ) -> dict[str, int]:
-    """Denoise ``files`` one at a time into ``out_dir``, keeping no image after its output is written.
+    """Denoise ``files`` one at a time into ``out_dir`` (``nt2c denoise``), skipping current outputs.
 
-    Memory stays constant over any number of files: each micrograph is read, denoised, written atomically
-    (a temporary file renamed into place, so a kill leaves no partial output) and dropped before the next.
-    A complete output is skipped unless ``force``, which makes a killed run resumable.
+    The loop is :func:`nt2c.run.batch.denoise_batch` (shared with ``nt2c run``): constant memory, atomic
+    writes, a provenance record ``OUT/.nt2c/<stem>.json`` per output (model sha256, settings, input), so that
+    another model or other settings re-denoise and a cut-short or wrong-shape output is redone. An existing
+    output without a record is kept when it is a complete MRC image, and never overwritten otherwise (unless
+    ``force``).
 
     Parameters
     ----------
     model : nt2c.UNet
         Network on ``device``, in eval mode.
     files : iterable of pathlib.Path
-        Input micrographs (MRC/TIFF), consumed lazily.
+        Input micrographs (MRC/TIFF).
     out_dir : pathlib.Path
-        Existing output folder; ``OUT/<stem>.mrc`` (and ``.png`` with ``png``) per input.
+        Output folder; ``OUT/<stem>.mrc`` (and ``.png`` with ``png``) per input.
+    model_path, model_sha256
+        The weights file, or its sha256 (one of them; recorded with each output).
     device, tile, overlap, batch_size, max_memory_MB, normalization
         As for :func:`nt2c.denoise_micrograph` (tile and overlap in px, memory cap in MB).
     pixel_size_A : float, optional
         Voxel size (Angstrom) written when an input has none.
     png, force : bool
-        Also write PNG previews; redo complete outputs.
+        Also write PNG previews; redo current outputs.
     inputs : set of pathlib.Path
         Resolved input paths that must never be written.
     max_files : int, optional
@@ -182,62 +181,35 @@ def denoise_files(
     dict
         ``{"denoised", "skipped", "failed", "stopped_early"}`` counts (``stopped_early`` is 0 or 1).
     """
-    from nt2c.denoiser.inference import denoise_micrograph
-    from nt2c.errors import InputError, NT2CError
-    from nt2c.io import read_image, write_mrc
-    from nt2c.progress import progress
+    from nt2c.run.batch import denoise_batch
 
-    counts = {"denoised": 0, "skipped": 0, "failed": 0, "stopped_early": 0}
-    for src in progress(files, desc="micrographs", unit="file"):
-        if max_files is not None and counts["denoised"] >= max_files:
-            counts["stopped_early"] = 1
-            break
-        dst = output_path(src, out_dir)
-        png_path = dst.with_suffix(".png")
-        status = "denoised"
-        try:
-            if dst.resolve() in inputs:
-                raise InputError(f"the output {dst} would overwrite an input; choose another -o folder.")
-            if dst.exists() and not force:
-                if not _complete(dst):
-                    raise InputError(
-                        f"{dst} exists and is not a complete MRC image; delete it or use --force."
-                    )
-                if not png or png_path.is_file():
-                    if verbose:
-                        print(f"{dst}: already there, skipped (use --force to redo)")
-                    status = "skipped"
-            if status == "denoised":
-                start = time.perf_counter()
-                image, pixel_size = read_image(src)
-                shape = image.shape
-                result = denoise_micrograph(
-                    model,
-                    image,
-                    device=device,
-                    tile=tile,
-                    overlap=overlap,
-                    batch_size=batch_size,
-                    max_memory_MB=max_memory_MB,
-                    normalization=normalization,
-                )
-                del image
-                write_mrc(dst, result, pixel_size_A=pixel_size or pixel_size_A, overwrite=True)
-                if png:
-                    write_png(png_path, result)
-                del result
-                if verbose:
-                    print(f"{dst}: {shape[1]}x{shape[0]} px denoised in {time.perf_counter() - start:.1f} s")
-        except NT2CError as exc:
-            print(f"nt2c denoise: skipping {src}: {exc}", file=sys.stderr)
-            status = "failed"
-        counts[status] += 1
-        if on_file is not None:
-            on_file(src, status)
-    return counts
+    result = denoise_batch(
+        model,
+        files,
+        out_dir,
+        model_path=model_path,
+        model_sha256=model_sha256,
+        device=device,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        max_memory_MB=max_memory_MB,
+        normalization=normalization,
+        pixel_size_A=pixel_size_A,
+        png=png,
+        force=force,
+        keep_unrecorded=True,
+        inputs=inputs,
+        max_files=max_files,
+        on_file=on_file,
+        echo=print if verbose else None,
+        warn=lambda line: print(f"nt2c denoise: {line}", file=sys.stderr),
+    )
+    return result.counts()
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``nt2c denoise``; returns the exit status (2 when any file failed)."""
     from nt2c.config import stage_config
     from nt2c.denoiser.inference import load_model
     from nt2c.errors import InputError
@@ -282,11 +254,15 @@ def main(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True  # tiles of one size: let cuDNN pick the fastest kernels
     model = load_model(args.model, device=str(dev))
     out_dir.mkdir(parents=True, exist_ok=True)
+    model_weights = Path(args.model)
+    if model_weights.suffix != ".safetensors" and model_weights.with_suffix(".safetensors").is_file():
+        model_weights = model_weights.with_suffix(".safetensors")
 
     counts = denoise_files(
         model,
         files,
         out_dir,
+        model_path=model_weights,
         device=str(dev),
         tile=settings.tile,
         overlap=settings.overlap,
@@ -306,4 +282,4 @@ def main(args: argparse.Namespace) -> int:
     )
     if counts["stopped_early"]:
         print(f"stopped after --max-files {max_files}; run the same command again to continue")
-    return 1 if counts["failed"] else 0
+    return 2 if counts["failed"] else 0

@@ -1,4 +1,4 @@
-"""``nt2c reweight``: real noise onto simulated clean patches (contrast-guided re-weighting, paper section 2.2.3)."""
+"""``nt2c reweight``: real noise onto simulated clean patches (contrast-guided re-weighting, paper 2.2.3)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from nt2c.commands._common import add_stage_args, run_stage_from_args
 
 HELP = "build the fine denoiser's training pairs: real noise re-weighted onto simulated clean patches"
 DESCRIPTION = (
-    "Read RUN/simulated/pairs_clean.mrcs and pairs_noisy.mrcs and the noise (resampled RUN/noise/patches.mrcs by "
-    "default, or samples of the GAN RUN/models/gan.safetensors with --noise-source gan), fit (alpha, beta, gamma) "
-    "per patch (Eq. 4; --method paper is the literal least squares, matched the default variance-matched variant) "
-    "and write RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs, coefficients.csv and summary.json."
+    "Read RUN/simulated/pairs_clean.mrcs and pairs_noisy.mrcs and the noise (resampled "
+    "RUN/noise/patches.mrcs by default, or samples of the GAN RUN/models/gan.safetensors with --noise-source "
+    "gan), fit (alpha, beta, gamma) per patch (Eq. 4; --method paper is the literal least squares, matched "
+    "the default variance-matched variant) and write RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs, "
+    "coefficients.csv and summary.json. Needs train-gan only with --noise-source gan."
 )
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``nt2c reweight``."""
     add_stage_args(parser)
     parser.add_argument(
         "--method",
@@ -47,6 +49,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the stage ``reweight``; returns the exit status."""
     return run_stage_from_args(
         "reweight",
         args,

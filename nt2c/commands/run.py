@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from nt2c.config import PROFILES
+from nt2c.commands._common import add_profile_args
 
 HELP = "run the whole method (simulate ... train-fine), denoise the micrographs and write a report"
 DESCRIPTION = (
@@ -17,6 +18,7 @@ DESCRIPTION = (
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``nt2c run``."""
     parser.add_argument(
         "--params",
         default=None,
@@ -32,11 +34,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="micrographs to learn the noise from and denoise (paths or quoted glob patterns)",
     )
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory (created, or resumed)")
-    parser.add_argument(
-        "--profile", choices=PROFILES, default="quick", help="sizes and lengths (default: quick)"
-    )
+    add_profile_args(parser)
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of every stage (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed of every stage (default: the run's, else 0)"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -44,7 +46,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE.KEY=VALUE",
         dest="overrides",
         help="replace one stage setting of the profile, e.g. --set extract-noise.threshold=0.5 "
-        "--set train-fine.steps=900 (repeatable; a changed setting re-runs its stage)",
+        "--set train-fine.steps=900 (repeatable; kept for later calls on the run, see RUN/run.json; a "
+        "changed setting re-runs its stage and every stage after it)",
     )
     parser.add_argument(
         "--no-coarse-comparison",
@@ -54,10 +57,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``nt2c run``; returns the exit status (2 when a micrograph was skipped)."""
     from nt2c.config import parse_stage_overrides
     from nt2c.run.pipeline import run_pipeline
+    from nt2c.run.rundir import RunDir
 
-    overrides = parse_stage_overrides(args.overrides, args.profile)
+    profile = args.profile
+    if profile is None:  # validate --set against the profile the run will use
+        info = RunDir(args.out).read_info() if Path(args.out).is_dir() else {}
+        profile = info.get("profile") or "quick"
+    overrides = parse_stage_overrides(args.overrides, profile)
     result = run_pipeline(
         args.params,
         out=args.out,
@@ -67,10 +76,18 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         compare_coarse=not args.no_coarse_comparison,
         stage_overrides=overrides,
+        change_profile=args.change_profile,
         echo=lambda line: print(line, file=sys.stderr, flush=True),
     )
     for path in result.denoised:
         print(path)
+    if result.failed:
+        print(
+            f"nt2c run: {len(result.failed)} micrograph(s) skipped (listed in {result.report}); fix or "
+            "remove them and run the same command again.",
+            file=sys.stderr,
+        )
+        return 2
     if not result.did_work:
         print(f"nothing to do: {args.out} is complete.", file=sys.stderr)
-    return 1 if result.failed else 0
+    return 0

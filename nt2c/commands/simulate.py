@@ -60,7 +60,11 @@ def main(args: argparse.Namespace) -> int:
         return run_stage_from_args("simulate", args, **overrides)
     params = load_params(args.params)
     settings = stage_config(
-        "simulate", args.profile, seed=args.seed, device=args.device, n_micrographs=args.n_micrographs
+        "simulate",
+        args.profile or "quick",
+        seed=args.seed,
+        device=args.device,
+        n_micrographs=args.n_micrographs,
     )
     out = Path(args.out)
     if out.exists() and not out.is_dir():

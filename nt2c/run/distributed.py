@@ -64,7 +64,7 @@ def is_distributed() -> bool:
 
 
 def world_size() -> int:
-    """Number of processes: the process group's size when initialised, else ``WORLD_SIZE`` (default 1)."""
+    """Return the number of processes: the group's size when initialised, else ``WORLD_SIZE`` (or 1)."""
     if _initialized():
         import torch.distributed as dist
 
@@ -92,7 +92,7 @@ def is_main() -> bool:
 
 
 def rank_device(device: str = "auto"):
-    """The torch device this rank uses: ``cuda:LOCAL_RANK`` for ``"auto"``/``"cuda"`` under torchrun on CUDA.
+    """Return the torch device of this rank: ``cuda:LOCAL_RANK`` for ``"auto"``/``"cuda"`` under torchrun.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def all_reduce_mean(value: float, device=None) -> float:
 
 
 def shard(items: Sequence[T], *, rank: int | None = None, world_size: int | None = None) -> list[T]:
-    """This rank's share of ``items``: elements ``rank, rank + N, rank + 2N, ...`` (round-robin).
+    """Return this rank's share of ``items``: elements ``rank, rank + N, rank + 2N, ...`` (round-robin).
 
     Parameters
     ----------

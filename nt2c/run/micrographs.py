@@ -3,24 +3,32 @@
 A run lists micrographs in plain text files, one path per line (blank lines and ``#`` comments skipped):
 
 * ``RUN/micrographs.txt`` -- the micrographs the run learns its noise from and denoises ("same micrographs");
-* ``RUN/heldout.txt`` -- micrographs of the same acquisition that are only denoised and scored, never learnt from
-  ("new micrographs"; the embedded default writes some, a user may add their own).
+* ``RUN/heldout.txt`` -- micrographs of the same acquisition that are only denoised and scored, never learnt
+  from ("new micrographs"; the embedded default writes some, a user may add their own).
 
 Paths are written absolute. A relative path read back is relative to the run folder (never to the current
-directory), so every stage and command resolves a list to the same files.
+directory), so every stage and command resolves a list to the same files. ``nt2c run`` checks every micrograph
+before it starts (:func:`check_micrographs`) and lists only the readable ones; the skipped ones stay in the
+list as ``# skipped: PATH (reason)`` comment lines, so that the file says what was left out and why.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nt2c.errors import InputError
 from nt2c.io import atomic_path
 
-__all__ = ["LISTS", "expand_micrographs", "read_micrograph_list", "write_micrograph_list"]
+__all__ = [
+    "LISTS",
+    "check_micrographs",
+    "expand_micrographs",
+    "read_micrograph_list",
+    "write_micrograph_list",
+]
 
 #: The run's micrograph lists: key -> file name in the run folder.
 LISTS = {"micrographs": "micrographs.txt", "heldout": "heldout.txt"}
@@ -86,7 +94,7 @@ def _list_path(run, which: str) -> Path:
 
 
 def read_micrograph_list(run, which: str = "micrographs", *, check: bool = True) -> list[Path]:
-    """The micrographs listed in one of the run's lists (empty when the list is absent).
+    """Read the micrographs listed in one of the run's lists (empty when the list is absent).
 
     Parameters
     ----------
@@ -120,9 +128,59 @@ def read_micrograph_list(run, which: str = "micrographs", *, check: bool = True)
     return out
 
 
-def write_micrograph_list(run, paths: Sequence[str | os.PathLike], which: str = "micrographs") -> Path:
-    """Write one of the run's micrograph lists (absolute paths, one per line); returns its path."""
+def write_micrograph_list(
+    run,
+    paths: Sequence[str | os.PathLike],
+    which: str = "micrographs",
+    *,
+    skipped: Mapping[str, str] | None = None,
+) -> Path:
+    """Write one of the run's micrograph lists (absolute paths, one per line); returns its path.
+
+    ``skipped`` (path -> reason) are written as ``# skipped: PATH (reason)`` comments, which readers ignore.
+    """
     path = _list_path(run, which)
+    lines = [f"{Path(p).expanduser().resolve()}\n" for p in paths]
+    for bad, why in (skipped or {}).items():
+        reason = " ".join(str(why).split())
+        lines.append(f"# skipped: {bad} ({reason})\n")
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{Path(p).expanduser().resolve()}\n" for p in paths))
+        tmp.write_text("".join(lines))
     return path
+
+
+def check_micrographs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], dict[str, str]]:
+    """Read every micrograph once and sort them into readable ones and unreadable ones.
+
+    Each file is read with :func:`nt2c.io.read_image` (header, data, finite values); a file that fails is
+    reported with the reason, never raised, so that one bad file among many does not stop a run.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Micrographs (MRC/TIFF).
+
+    Returns
+    -------
+    good : list of pathlib.Path
+        The readable ones, in the order given.
+    bad : dict of str to str
+        Unreadable path -> the one-line reason.
+    """
+    from nt2c.errors import NT2CError
+    from nt2c.io import read_image
+
+    good: list[Path] = []
+    bad: dict[str, str] = {}
+    for item in paths:
+        path = Path(item)
+        try:
+            image, _ = read_image(path)
+            if image.ndim != 2:
+                raise InputError(f"{path} holds a {image.ndim}-D array; a micrograph is one 2-D image.")
+            del image
+        except (NT2CError, OSError, ValueError) as exc:
+            bad[str(path)] = " ".join(str(exc).split()) or type(exc).__name__
+            continue
+        good.append(path)
+    return good, bad

@@ -1,8 +1,9 @@
 """The whole NT2C method in one call: ``nt2c run`` / :func:`run_pipeline`.
 
 Order: simulate -> train-coarse -> extract-noise -> train-gan -> reweight -> train-fine (each through
-:func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from disk), then the user's micrographs
-are denoised with the fine model into ``RUN/denoised/`` and a short report is written to ``RUN/report/``:
+:func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from disk), then the user's
+micrographs are denoised with the fine model into ``RUN/denoised/`` and a short report is written to
+``RUN/report/``:
 ``report.md`` and ``report.json`` (parameters, seconds per stage from ``RUN/stamps/``, noise fidelity from
 ``RUN/report/noise_fidelity.json`` when the GAN stage wrote it, PSNR against the clean image for the simulated
 stand-ins) and one before/after figure per micrograph.
@@ -10,11 +11,22 @@ stand-ins) and one before/after figure per micrograph.
 A killed run is resumed by the same call: finished stages are skipped, a training stage continues from its
 last checkpoint, micrographs already denoised with the current model are not denoised again, and the report is
 rewritten only when something it shows changed. A second call on a finished run does no work.
+
+Provenance: a stage whose inputs changed re-runs, and so does every stage after it (see
+:mod:`nt2c.run.rundir`); each denoised micrograph records the sha256 of the model that made it
+(``RUN/denoised/.nt2c/<name>.json``, :mod:`nt2c.run.batch`), so a new fine model re-denoises. The run
+keeps its profile and the stage settings given explicitly (``RUN/run.json``): ``nt2c train-coarse --run R
+--steps 6`` followed by ``nt2c run --out R`` keeps the 6 steps; another profile is refused unless
+``change_profile``.
+
+Bad micrographs: every micrograph is read once before the stages run; each unreadable one is reported in one
+line and skipped (listed in ``RUN/run.json``, as a comment in ``RUN/micrographs.txt`` and in the report), the
+run goes on with the readable ones, and a later call with the list fixed (or the file repaired) takes them in,
+re-running extract-noise and everything after it. When none is readable the run stops with an error.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
@@ -27,10 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from nt2c.config import PROFILES, ExperimentParams, stage_config
-from nt2c.errors import ConfigError, InputError, NT2CError
-from nt2c.io import read_image, read_json, write_json, write_mrc
-from nt2c.run.rundir import RunDir
+from nt2c.config import PROFILES, ExperimentParams, defaulted_params, load_params, stage_config
+from nt2c.errors import ConfigError, InputError
+from nt2c.io import read_image, read_json, write_json
+from nt2c.run import micrographs as mics
+from nt2c.run.rundir import RunDir, file_sha256
+from nt2c.run.stages import PIPELINE_STAGES
 
 __all__ = [
     "PIPELINE_STAGES",
@@ -44,15 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PIPELINE_STAGES: tuple[str, ...] = (
-    "simulate",
-    "train-coarse",
-    "extract-noise",
-    "train-gan",
-    "reweight",
-    "train-fine",
-)
 
 
 @dataclass
@@ -73,7 +78,11 @@ class PipelineResult:
     newly_denoised : list of pathlib.Path
         Those written by this call.
     failed : dict of str to str
-        Micrographs that could not be read, with the reason.
+        Micrographs that could not be read or denoised, with the reason (those skipped up front included).
+    skipped : dict of str to str
+        Micrographs found unreadable before the stages ran (left out of the run), with the reason.
+    defaulted : dict of str to object
+        Parameter keys the ``params`` file did not give, with the defaults used.
     report : pathlib.Path
         ``RUN/report/report.md``.
     report_written : bool
@@ -87,6 +96,8 @@ class PipelineResult:
     denoised: list[Path] = field(default_factory=list)
     newly_denoised: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    defaulted: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
     report_written: bool = False
 
@@ -96,59 +107,25 @@ class PipelineResult:
         return bool(self.stages_run or self.newly_denoised or self.report_written)
 
 
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # micrographs
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def resolve_micrographs(micrographs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Expand paths and glob patterns (``'DIR/*.mrc'``) into a sorted list of existing files.
+
+    The same as :func:`nt2c.run.micrographs.expand_micrographs` (relative to the current directory).
 
     Raises
     ------
     InputError
         When a pattern matches nothing or a path does not exist.
     """
-    items = [micrographs] if isinstance(micrographs, (str, os.PathLike)) else list(micrographs)
-    if not items:
-        raise InputError(
-            "no micrographs given; pass --micrographs 'DIR/*.mrc' or leave it out for the embedded default."
-        )
-    found: list[Path] = []
-    for item in items:
-        text = os.path.expanduser(os.fspath(item))
-        if glob.has_magic(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise InputError(
-                    f"--micrographs {text!r} matches no file; check the folder and the pattern "
-                    "(quote it so the shell does not expand it)."
-                )
-            found += [Path(m) for m in matches]
-        else:
-            path = Path(text)
-            if not path.is_file():
-                raise InputError(f"micrograph {path} does not exist; check the path.")
-            found.append(path)
-    unique = sorted({p.resolve() for p in found})
-    return unique
+    return mics.expand_micrographs(micrographs)
 
 
 def read_micrograph_list(run: RunDir) -> list[Path]:
-    """The micrographs listed in ``RUN/micrographs.txt`` (empty when the file is absent)."""
-    path = run.path / "micrographs.txt"
-    if not path.is_file():
-        return []
-    return [
-        Path(line.strip())
-        for line in path.read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-
-def _write_micrograph_list(run: RunDir, paths: list[Path]) -> None:
-    from nt2c.io import atomic_path
-
-    with atomic_path(run.path / "micrographs.txt") as tmp:
-        tmp.write_text("".join(f"{p}\n" for p in paths))
+    """Read ``RUN/micrographs.txt`` (absolute paths; relative lines are relative to the run)."""
+    return mics.read_micrograph_list(run, check=False)
 
 
 def _set_micrographs(
@@ -160,32 +137,71 @@ def _set_micrographs(
     seed: int,
     device: str,
     echo: Callable[[str], None],
-) -> list[Path]:
-    listed = read_micrograph_list(run)
+) -> tuple[list[Path], dict[str, str]]:
+    """Check the run's micrographs: readable ones, unreadable ones (path -> reason); update the list."""
+    info = run.read_info()
+    listed = mics.read_micrograph_list(run, check=False)
+    list_path = run.path / mics.LISTS["micrographs"]
+    edited = list_path.is_file() and file_sha256(list_path) != info.get("micrographs_list_sha256")
     if micrographs is None:
-        if listed:
-            return listed
-        from nt2c.simulation.standins import simulate_experimental
+        recorded = info.get("micrographs")
+        # the list as the user left it when they edited it since the last call, else what they asked for
+        requested = [Path(p) for p in recorded] if recorded and not edited else listed
+        if not requested:
+            from nt2c.simulation.standins import simulate_experimental
 
-        echo("simulating the embedded default's 'experimental' micrographs (RUN/experimental/)")
-        paths = simulate_experimental(run, params, profile=profile, seed=seed, device=device)
-        _write_micrograph_list(run, paths)
-        return paths
-    paths = resolve_micrographs(micrographs)
-    if listed and [Path(p).resolve() for p in listed] != paths:
-        raise ConfigError(
-            f"{run.path / 'micrographs.txt'} lists other micrographs than --micrographs; the noise model of this run "
-            "was learnt from those. Use a new --out for new micrographs, or `nt2c denoise --model "
-            f"{run.path / 'models' / 'fine.safetensors'}` to denoise more micrographs with this run's model."
+            echo("simulating the embedded default's 'experimental' micrographs (RUN/experimental/)")
+            paths = simulate_experimental(run, params, profile=profile, seed=seed, device=device)
+            mics.write_micrograph_list(run, paths)
+            requested = mics.read_micrograph_list(run, check=False)
+    else:
+        requested = mics.expand_micrographs(micrographs)
+    good, bad = _check_micrographs(run, requested)
+    for path, why in bad.items():
+        echo(f"skipping micrograph {path}: {why}")
+    if not good:
+        raise InputError(
+            f"none of the {len(requested)} micrographs can be read (first: {next(iter(bad))}: "
+            f"{next(iter(bad.values()))}); fix or replace them and run again."
         )
-    if not listed:
-        _write_micrograph_list(run, paths)
-    return paths
+    if listed and listed != good:
+        echo(
+            f"the micrographs changed ({len(listed)} listed before, {len(good)} readable now): extract-noise "
+            "and the stages after it run again"
+        )
+    if listed != good or bad or edited:
+        mics.write_micrograph_list(run, good, skipped=bad)
+    run.update_info(
+        micrographs=[str(p) for p in requested],
+        skipped_micrographs=bad,
+        micrographs_list_sha256=file_sha256(list_path),
+    )
+    return good, bad
 
 
-# -------------------------------------------------------------------------------------------------------------
+def _check_micrographs(run: RunDir, paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """:func:`nt2c.run.micrographs.check_micrographs`, remembering readable files by size and mtime."""
+    cache = dict(run.read_info().get("readable_micrographs") or {})
+    states = {}
+    for p in paths:
+        try:
+            st = Path(p).stat()
+            states[str(p)] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            states[str(p)] = None
+    unknown = [p for p in paths if states[str(p)] is None or cache.get(str(p)) != states[str(p)]]
+    good_new, bad = mics.check_micrographs(unknown)
+    good_set = {str(p) for p in good_new} | {str(p) for p in paths if p not in unknown}
+    good = [p for p in paths if str(p) in good_set]
+    readable = {str(p): states[str(p)] for p in good}
+    if readable != cache:
+        run.update_info(readable_micrographs=readable)
+    return good, bad
+
+
+# ------------------------------------------------------------------------------------------------------------
 # the pipeline
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _stamp_signature(run: RunDir, stage: str) -> tuple | None:
     path = run.stamp_path(stage)
     return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
@@ -196,11 +212,12 @@ def run_pipeline(
     *,
     out: str | os.PathLike,
     micrographs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-    profile: str = "quick",
+    profile: str | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     compare_coarse: bool = True,
     stage_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    change_profile: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Run the whole NT2C method and denoise the micrographs (see the module docstring).
@@ -208,26 +225,32 @@ def run_pipeline(
     Parameters
     ----------
     params : ExperimentParams, dict, path-like or None
-        Acquisition parameters of the micrographs (a ``params.yaml``); None: those already in ``out``, else the
-        embedded default.
+        Acquisition parameters of the micrographs (a ``params.yaml``); None: those already in ``out``, else
+        the embedded default. An empty file is refused; keys a file leaves out are filled in with the
+        defaults, named in a warning and in the report.
     out : path-like
         The run directory (created; an existing one is resumed).
     micrographs : str, path-like or sequence, optional
-        The user's micrographs: paths or glob patterns (``'DIR/*.mrc'``). None: those listed in
-        ``RUN/micrographs.txt`` by an earlier call, else the embedded default's simulated stand-ins
-        (:func:`nt2c.simulation.standins.simulate_experimental`).
-    profile : {"smoke", "quick", "full"}
-        Sizes and lengths of every stage.
+        The user's micrographs: paths or glob patterns (``'DIR/*.mrc'``). None: those an earlier call was
+        given (``RUN/run.json``, or ``RUN/micrographs.txt`` when the user edited it since), else the
+        embedded default's simulated stand-ins (:func:`nt2c.simulation.standins.simulate_experimental`).
+        Unreadable ones are reported and skipped.
+    profile : {"smoke", "quick", "full"} or None
+        Sizes and lengths of every stage; None: the run's (``"quick"`` for a new run). Another profile than
+        the run's is refused unless ``change_profile``.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    seed : int
-        Seed of every stage.
+    seed : int, optional
+        Seed of every stage (recorded like any explicit setting); None: the recorded one, else 0.
     compare_coarse : bool
         Also denoise the micrographs with the coarse model (into ``RUN/report/coarse/``) for the report's
         coarse-against-fine comparison.
     stage_overrides : mapping of str to mapping, optional
-        Settings replacing a stage's profile defaults, e.g. ``{"reweight": {"method": "paper"}}`` (they are
-        recorded in the stage's stamp, so changing them re-runs that stage).
+        Settings replacing a stage's profile defaults, e.g. ``{"reweight": {"method": "paper"}}``. They are
+        recorded in ``RUN/run.json`` (and apply to later calls on the run) and in the stage's stamp, so
+        changing them re-runs that stage and every stage after it.
+    change_profile : bool
+        Switch a run made with another profile to ``profile``.
     echo : callable, optional
         Called with one line per step (the CLI prints them); default: log at INFO level.
 
@@ -235,21 +258,12 @@ def run_pipeline(
     -------
     PipelineResult
     """
-    if profile not in PROFILES:
+    if profile is not None and profile not in PROFILES:
         raise ConfigError(f"profile = {profile!r}: unknown profile; use one of {', '.join(PROFILES)}.")
     from nt2c.device import resolve_device
 
     resolve_device(device)
     echo = echo or log.info
-    run = RunDir(out)
-    params = run.init_params(params)
-    result = PipelineResult(run=run)
-    result.micrographs = _set_micrographs(
-        run, params, micrographs, profile=profile, seed=seed, device=device, echo=echo
-    )
-
-    from nt2c.run.stages import run_stage
-
     stage_overrides = dict(stage_overrides or {})
     unknown = set(stage_overrides) - set(PIPELINE_STAGES) - {"denoise"}
     if unknown:
@@ -257,6 +271,27 @@ def run_pipeline(
             f"stage_overrides names unknown stage(s) {sorted(unknown)}; stages are "
             f"{', '.join(PIPELINE_STAGES)} and denoise."
         )
+    defaulted: dict[str, Any] = {}
+    if params is not None and not isinstance(params, (dict, ExperimentParams)):
+        params = load_params(params)  # refuses an empty file; warns about the keys it fills in
+        defaulted = defaulted_params(params)
+    run = RunDir(out)
+    params = run.init_params(params)
+    profile = run.bind_profile(profile, change=change_profile)
+    if defaulted:
+        run.update_info(params_defaulted=defaulted)
+    result = PipelineResult(run=run, defaulted=dict(run.read_info().get("params_defaulted") or {}))
+    if seed is None:
+        seed = int(run.read_info().get("seed", 0))
+    else:
+        run.update_info(seed=int(seed))
+    result.micrographs, result.skipped = _set_micrographs(
+        run, params, micrographs, profile=profile, seed=seed, device=device, echo=echo
+    )
+    result.failed.update(result.skipped)
+
+    from nt2c.run.stages import run_stage
+
     for k, name in enumerate(PIPELINE_STAGES, 1):
         before = _stamp_signature(run, name)
         start = time.perf_counter()
@@ -271,12 +306,17 @@ def run_pipeline(
             + (f"done in {seconds:.1f} s" if ran else "complete, skipped")
         )
 
+    explicit = {k: v for k, v in dict(stage_overrides.get("denoise", {})).items() if v is not None}
+    if explicit:
+        run.record_settings("denoise", explicit)
     settings = stage_config(
-        "denoise", profile, seed=seed, device=device, **dict(stage_overrides.get("denoise", {}))
+        "denoise", profile, **{**run.explicit_settings("denoise"), "seed": seed, "device": device}
     )
-    fine_path = run.models / "fine.safetensors"
-    denoised, new, failed = _denoise_all(result.micrographs, fine_path, run.denoised, settings, echo=echo)
-    result.denoised, result.newly_denoised, result.failed = denoised, new, failed
+    denoised, new, failed = _denoise_all(
+        result.micrographs, run.models / "fine.safetensors", run.denoised, settings, echo=echo
+    )
+    result.denoised, result.newly_denoised = denoised, new
+    result.failed.update(failed)
     coarse_outputs: dict[Path, Path] = {}
     if compare_coarse:
         coarse_dir = run.report / "coarse"
@@ -315,46 +355,43 @@ def _denoise_all(
     echo: Callable[[str], None],
     label: str = "fine",
 ) -> tuple[list[Path], list[Path], dict[str, str]]:
-    """Denoise each micrograph with ``model_path`` into ``out_dir/<name>.mrc``, skipping up-to-date outputs."""
-    from nt2c.denoiser.inference import denoise_micrograph, load_model
+    """Denoise each micrograph with ``model_path`` into ``out_dir/<name>.mrc`` (:mod:`nt2c.run.batch`).
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = None
-    outputs, new, failed = [], [], {}
-    model_mtime = model_path.stat().st_mtime_ns
-    for mic, name in zip(micrographs, _output_names(micrographs)):
-        target = out_dir / f"{name}.mrc"
-        if target.is_file() and target.stat().st_mtime_ns >= model_mtime:
-            outputs.append(target)
-            continue
-        try:
-            image, pixel_size = read_image(mic)
-        except NT2CError as exc:
-            failed[str(mic)] = str(exc)
-            echo(f"skipping {mic}: {exc}")
-            continue
-        if model is None:
-            model = load_model(model_path)
-        start = time.perf_counter()
-        result = denoise_micrograph(
-            model,
-            image,
-            device=settings.device,
-            tile=settings.tile,
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            normalization=settings.normalization,
-        )
-        write_mrc(target, np.asarray(result, dtype=np.float32), pixel_size_A=pixel_size, overwrite=True)
-        echo(f"denoised ({label}) {mic} -> {target} in {time.perf_counter() - start:.1f} s")
-        outputs.append(target)
-        new.append(target)
-    return outputs, new, failed
+    Outputs made by the same model (sha256) with the same settings from the same input are kept; any other
+    one (another model, a cut-short or wrong-shape file, no record) is denoised again.
+
+    Returns
+    -------
+    outputs : list of pathlib.Path
+        One per readable micrograph, in order.
+    new : list of pathlib.Path
+        Those written by this call.
+    failed : dict of str to str
+        Micrographs that could not be denoised, with the reason.
+    """
+    from nt2c import io
+    from nt2c.denoiser.inference import load_model
+    from nt2c.run.batch import denoise_batch, denoise_settings
+
+    if hasattr(io, "remove_partial_files"):  # what a killed earlier call left (one process writes here)
+        io.remove_partial_files(out_dir)
+    batch = denoise_batch(
+        lambda: load_model(model_path),
+        micrographs,
+        out_dir,
+        model_path=model_path,
+        names=_output_names(micrographs),
+        echo=echo,
+        label=label,
+        **denoise_settings(settings),
+    )
+    outputs = [batch.outputs[Path(m)] for m in micrographs if Path(m) in batch.outputs]
+    return outputs, batch.denoised, batch.failed
 
 
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # ablation: a fine model trained on pairs from another coefficient method
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
     """Make ``stage`` complete in ``dst`` by hard-linking (or copying) its stamp and outputs from ``src``."""
     import shutil
@@ -383,11 +420,11 @@ def fine_variant(
     method: str,
     *,
     noise_source: str | None = None,
-    profile: str = "quick",
+    profile: str | None = None,
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """The fine model trained on pairs re-weighted with ``method`` and ``noise_source`` (the ablation).
+    """Train (or find) the fine model on pairs re-weighted with ``method`` and ``noise_source`` (ablation).
 
     When ``run``'s own pairs were made that way this is ``RUN/models/fine.safetensors`` (trained if needed).
     Otherwise a sub-run ``RUN/ablation/<method>-<noise_source>/`` shares the run's simulation, coarse model,
@@ -417,9 +454,12 @@ def fine_variant(
     if noise_source is not None and noise_source not in NOISE_SOURCES:
         raise ConfigError(f"noise_source={noise_source!r}: use one of {', '.join(NOISE_SOURCES)}.")
     run = run if isinstance(run, RunDir) else RunDir(run)
+    profile = run.bind_profile(profile)  # the sub-run uses the run's profile
     summary = run.path / "pairs" / "summary.json"
     own = read_json(summary) if summary.is_file() else {}
-    default = stage_config("reweight", profile)
+    default = stage_config(
+        "reweight", profile or run.profile() or "quick", **run.explicit_settings("reweight")
+    )
     used = (own.get("method", default.method), own.get("noise_source", default.noise_source))
     wanted = (method, noise_source or used[1])
     if wanted == used:
@@ -431,6 +471,10 @@ def fine_variant(
             run_stage(stage, run, profile=profile, seed=seed, device=device)
     sub = RunDir(run.path / "ablation" / "-".join(wanted))
     sub.init_params(run.params())
+    for which in mics.LISTS:  # the same micrographs: the linked extract-noise stamp recorded them
+        listed = mics.read_micrograph_list(run, which, check=False)
+        if listed and mics.read_micrograph_list(sub, which, check=False) != listed:
+            mics.write_micrograph_list(sub, listed, which)
     for stage in ("simulate", "train-coarse", "extract-noise", "train-gan"):
         _link_stage(run, sub, stage)
     # the same settings as the run's own reweight and train-fine stages, except the method / noise source
@@ -445,9 +489,9 @@ def fine_variant(
     return sub.models / "fine.safetensors"
 
 
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # the report
-# -------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _fingerprint(run: RunDir, result: PipelineResult, coarse: dict[Path, Path]) -> str:
     h = hashlib.sha256()
     for name in PIPELINE_STAGES:
@@ -456,6 +500,7 @@ def _fingerprint(run: RunDir, result: PipelineResult, coarse: dict[Path, Path]) 
     for p in [*result.denoised, *coarse.values()]:
         st = Path(p).stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps([result.failed, result.defaulted], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -490,6 +535,7 @@ def write_report(
         False when the existing report already showed the current stamps and outputs.
     """
     coarse = coarse or {}
+    profile = profile or run.profile() or "quick"
     report_dir = run.report
     md_path, json_path = report_dir / "report.md", report_dir / "report.json"
     fingerprint = _fingerprint(run, result, coarse)
@@ -542,6 +588,9 @@ def write_report(
         "pairs": pairs_summary,
         "micrographs": rows,
         "failed": result.failed,
+        "skipped_micrographs": result.skipped,
+        "params_defaulted": result.defaulted,
+        "stage_settings": run.read_info().get("settings") or {},
     }
     write_json(json_path, summary)
     from nt2c.io import atomic_path
@@ -552,7 +601,7 @@ def write_report(
 
 
 def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: int = 384) -> None:
-    """Whole micrographs (top) and a central zoom (bottom, at most ``crop_px`` and half the side) of each image."""
+    """Plot whole micrographs (top) and a central zoom (bottom, at most ``crop_px``, half the side)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -591,6 +640,18 @@ def _markdown(summary: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {json.dumps(v)} |" for k, v in summary["params"].items()]
+    if summary.get("params_defaulted"):
+        lines += [
+            "",
+            "Not given in the parameter file, filled in with the defaults: "
+            + ", ".join(f"`{k}` = {json.dumps(v)}" for k, v in summary["params_defaulted"].items())
+            + ". Check them against your acquisition.",
+        ]
+    if summary.get("stage_settings"):
+        lines += ["", "Stage settings given explicitly (they replace the profile's):", ""]
+        lines += [
+            f"- {stage}: {json.dumps(v, sort_keys=True)}" for stage, v in summary["stage_settings"].items()
+        ]
     lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [
         f"| {k} | {'-' if v is None else f'{v:.1f}'} |" for k, v in summary["seconds_per_stage"].items()
@@ -633,6 +694,8 @@ def _markdown(summary: dict) -> str:
                 + ", ".join(f"{k} {v:.2f}" for k, v in row["psnr_db"].items())
             )
         lines.append(f"  ![before/after]({row['figure']})")
+    skipped = summary.get("skipped_micrographs") or {}
     for mic, why in summary.get("failed", {}).items():
-        lines.append(f"- `{mic}`: not denoised ({why})")
+        what = "unreadable, left out of the run" if mic in skipped else "not denoised"
+        lines.append(f"- `{mic}`: {what} ({why})")
     return "\n".join(lines) + "\n"
