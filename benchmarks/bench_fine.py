@@ -289,7 +289,7 @@ def main(argv=None) -> int:
         if proc.returncode != 0:
             print(json.dumps(report, indent=2))
             return proc.returncode
-    from nt2c.run.pipeline import stage_timings
+    from nt2c.run.report import stage_timings
     from nt2c.run.rundir import RunDir
 
     report["stage_seconds"] = stage_timings(RunDir(run))

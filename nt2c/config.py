@@ -333,6 +333,11 @@ class DenoiseConfig(_StageModel):
     normalization: Literal["tiles", "global"] = Field(
         "tiles", description="z-score by the median statistics of 128 px tiles, or of the whole micrograph"
     )
+    model: Literal["auto", "fine", "coarse"] = Field(
+        "auto",
+        description="what nt2c run delivers in RUN/denoised: the model the residual self-check finds better "
+        "(auto), or always the fine or the coarse one",
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self):

@@ -247,6 +247,7 @@ def test_reweight_command_runs_through_the_pipeline(run_dir, fake_gan, capsys):
     run_dir.write_stamp(
         "simulate", [run_dir.simulated / "pairs_noisy.mrcs", run_dir.simulated / "pairs_clean.mrcs"], {}
     )
+    run_dir.write_stamp("extract-noise", [run_dir.noise / "patches.mrcs"], {})
     run_dir.write_stamp("train-gan", [run_dir.models / "gan.safetensors"], {})
     assert main(["reweight", "--run", str(run_dir.path), "--profile", "smoke", "--method", "paper"]) == 0
     assert "coefficients.csv" in capsys.readouterr().out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 
 import numpy as np
 import pytest
 
+from nt2c.run import micrographs as mics
 from nt2c.run.pipeline import PIPELINE_STAGES, read_micrograph_list, resolve_micrographs, run_pipeline
 
 
@@ -29,21 +31,28 @@ def test_run_completes_on_the_embedded_default(smoke_run):
     from nt2c.run.rundir import RunDir
 
     run = RunDir(smoke_run)
-    for stage in PIPELINE_STAGES:
-        assert run.is_complete(stage), stage
+    for stage in PIPELINE_STAGES:  # the default noise source (resampled patches) needs no GAN
+        assert run.is_complete(stage) == (stage != "train-gan"), stage
     micrographs = read_micrograph_list(run)
-    assert len(micrographs) >= 1
-    assert all(str(m).startswith(str(smoke_run / "experimental")) for m in micrographs)
-    for mic in micrographs:
+    heldout = mics.read_micrograph_list(run, "heldout")
+    assert len(micrographs) >= 1 and len(heldout) >= 1 and not set(micrographs) & set(heldout)
+    assert all(str(m).startswith(str(smoke_run / "experimental")) for m in micrographs + heldout)
+    for mic in micrographs + heldout:  # held-out micrographs are denoised too, never learnt from
         raw, _ = read_mrc(mic)
-        out, _ = read_mrc(smoke_run / "denoised" / mic.name)
-        assert out.shape == raw.shape and np.isfinite(out).all()
+        for folder in ("denoised", "report/fine", "report/coarse"):
+            out, _ = read_mrc(smoke_run / folder / mic.name)
+            assert out.shape == raw.shape and np.isfinite(out).all()
+    learnt = {row["micrograph"] for row in csv.DictReader((run.noise / "patches.csv").open())}
+    assert learnt <= {m.name for m in micrographs}  # noise learnt only from the run's own micrographs
     report = read_json(smoke_run / "report" / "report.json")
     assert set(report["seconds_per_stage"]) == set(PIPELINE_STAGES)
-    assert all(report["seconds_per_stage"][s] is not None for s in PIPELINE_STAGES)
+    assert all((report["seconds_per_stage"][s] is None) == (s == "train-gan") for s in PIPELINE_STAGES)
     row = report["micrographs"][0]
     assert set(row["psnr_db"]) == {"raw", "coarse", "fine (NT2C)"}  # the stand-ins have clean images
     assert (smoke_run / "report" / row["figure"]).is_file()
+    delivered = report["delivered"]
+    assert delivered["model"] in ("fine", "coarse") and "self-check" in delivered["reason"]
+    assert set(report["selfcheck"]) == {m.name for m in micrographs + heldout} | {"mean"}
     assert (smoke_run / "report" / "report.md").read_text().startswith("# NT2C run report")
 
 
@@ -101,7 +110,7 @@ def test_run_killed_in_a_training_stage_resumes(smoke_run, tmp_path):
     assert result.stages_run == ["train-fine"]
     assert {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"} == kept
     assert 0 < len(resumed) <= fine.steps - fine.checkpoint_every  # continued, not restarted
-    assert len(result.newly_denoised) >= 1
+    assert result.denoised and all(p.is_file() for p in result.denoised)  # RUN/denoised delivered again
 
 
 def test_set_overrides_one_stage_setting_and_reruns_only_that_stage(smoke_run, tmp_path, capsys):
@@ -234,14 +243,17 @@ def test_set_extraction_setting_reruns_gan_pairs_fine_model_and_denoising(smoke_
         echo=lambda x: None,
     )
     assert len((run.noise / "patches.csv").read_text().splitlines()) < n_before
-    assert result.stages_run == ["extract-noise", "train-gan", "reweight", "train-fine"]
+    assert result.stages_run == ["extract-noise", "reweight", "train-fine"]  # patches noise: no GAN
     fine_after = file_sha256(run.models / "fine.safetensors")
     assert fine_after != fine_before
-    assert sorted(result.newly_denoised) == sorted(
-        [*result.denoised, *[p for p in result.newly_denoised if "coarse" in p.parts]]
-    )  # every fine output redone; the coarse model did not change
-    for out in result.denoised:
+    fine_outputs = [p for p in result.newly_denoised if "fine" in p.parts]
+    assert len(fine_outputs) == len(result.micrographs) + len(result.heldout)  # every fine output redone
+    assert not [p for p in result.newly_denoised if "coarse" in p.parts]  # the coarse model did not change
+    for out in fine_outputs:
         assert output_record(out)["model_sha256"] == fine_after
+    delivered = run.models / f"{result.delivered}.safetensors"
+    for out in result.denoised:  # RUN/denoised: the self-check's choice, with its record
+        assert output_record(out)["model_sha256"] == file_sha256(delivered)
     assert run.read_info()["settings"]["extract-noise"]["max_overlap"] == 0.0  # kept for later calls
     assert not run_pipeline(out=run_path, device="cpu", echo=lambda x: None).did_work
 
@@ -269,7 +281,8 @@ def test_bad_micrograph_is_skipped_and_the_repaired_one_taken_in(smoke_run, tmp_
     assert "# skipped: " in (run_path / "micrographs.txt").read_text()
     assert str(broken.resolve()) in read_json(run_path / "run.json")["skipped_micrographs"]
     report = read_json(run_path / "report" / "report.json")
-    assert str(broken.resolve()) in report["skipped_micrographs"] and len(report["micrographs"]) == len(good)
+    learnt = [r for r in report["micrographs"] if r["split"] == "learnt from"]
+    assert str(broken.resolve()) in report["skipped_micrographs"] and len(learnt) == len(good)
     assert "unreadable, left out of the run" in (run_path / "report" / "report.md").read_text()
     # the user repairs the file and runs the same command: it joins the run, the noise must be learnt again
     shutil.copyfile(good[0], broken)

@@ -255,7 +255,7 @@ def main(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=str(dev))
     out_dir.mkdir(parents=True, exist_ok=True)
     model_weights = Path(args.model)
-    if model_weights.suffix != ".safetensors" and model_weights.with_suffix(".safetensors").is_file():
+    if model_weights.suffix == ".json":  # load_model takes the sidecar too; the record names the weights
         model_weights = model_weights.with_suffix(".safetensors")
 
     counts = denoise_files(

@@ -50,9 +50,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "changed setting re-runs its stage and every stage after it)",
     )
     parser.add_argument(
+        "--use-model",
+        choices=("auto", "fine", "coarse"),
+        default=None,
+        help="what RUN/denoised holds: the model the residual self-check finds better on your micrographs "
+        "(auto, the default), or always the fine or the coarse one (same as --set denoise.model=...)",
+    )
+    parser.add_argument(
         "--no-coarse-comparison",
         action="store_true",
-        help="do not denoise the micrographs with the coarse model for the report",
+        help="do not denoise the micrographs with the coarse model (no self-check: the fine model is used)",
     )
 
 
@@ -67,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         info = RunDir(args.out).read_info() if Path(args.out).is_dir() else {}
         profile = info.get("profile") or "quick"
     overrides = parse_stage_overrides(args.overrides, profile)
+    if args.use_model is not None:
+        overrides.setdefault("denoise", {})["model"] = args.use_model
     result = run_pipeline(
         args.params,
         out=args.out,
@@ -81,6 +90,10 @@ def main(args: argparse.Namespace) -> int:
     )
     for path in result.denoised:
         print(path)
+    print(
+        f"RUN/denoised holds the {result.delivered} model's output: {result.delivered_reason}",
+        file=sys.stderr,
+    )
     if result.failed:
         print(
             f"nt2c run: {len(result.failed)} micrograph(s) skipped (listed in {result.report}); fix or "

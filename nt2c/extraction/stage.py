@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nt2c.errors import StageError
+from nt2c.errors import InputError, StageError
 from nt2c.extraction.patches import _SELECTED, NoisePatches, NoNoisePatchError, extract_noise_patches
 
 __all__ = [
@@ -142,8 +142,13 @@ def extract_noise_stage(run, settings, params) -> list[Path]:
         No patch in any micrograph even at the last relaxation.
     """
     from nt2c.io import read_image, write_json, write_mrc
+    from nt2c.run.micrographs import check_micrographs
 
-    micrographs = list_micrographs(run, settings.micrographs)
+    micrographs, bad = check_micrographs(list_micrographs(run, settings.micrographs))
+    for path, reason in bad.items():
+        log.warning("extract-noise: skipping %s: %s", path, reason)
+    if not micrographs:
+        raise InputError(f"none of the micrographs of {run.path} is readable; fix the files or the list.")
     model_path = Path(run.path) / "models" / "coarse.safetensors"
     if not model_path.is_file():
         raise StageError(f"{model_path} is missing; run `nt2c train-coarse --run {run.path}` first.")

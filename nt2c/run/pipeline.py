@@ -1,12 +1,14 @@
 """The whole NT2C method in one call: ``nt2c run`` / :func:`run_pipeline`.
 
-Order: simulate -> train-coarse -> extract-noise -> train-gan -> reweight -> train-fine (each through
-:func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from disk), then the user's
-micrographs are denoised with the fine model into ``RUN/denoised/`` and a short report is written to
-``RUN/report/``:
-``report.md`` and ``report.json`` (parameters, seconds per stage from ``RUN/stamps/``, noise fidelity from
-``RUN/report/noise_fidelity.json`` when the GAN stage wrote it, PSNR against the clean image for the simulated
-stand-ins) and one before/after figure per micrograph.
+Order: simulate -> train-coarse -> extract-noise -> (train-gan, when the noise source is the GAN) -> reweight
+-> train-fine (each through :func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from
+disk). Then the user's micrographs, and the held-out ones of ``RUN/heldout.txt``, are denoised with the fine
+model (``RUN/report/fine/``) and the coarse one (``RUN/report/coarse/``), and ``RUN/denoised/`` gets the
+output of the model the residual self-check finds better on these micrographs (:mod:`nt2c.evaluation
+.selfcheck`; ``denoise.model`` = ``auto``, the default, or ``fine``/``coarse`` to decide yourself). When no
+noise patch can be found even with the extraction's fallbacks, the stages after it cannot run: the run says
+so and ``RUN/denoised/`` holds the coarse model's output. The report (:mod:`nt2c.run.report`) says which
+model was delivered and why.
 
 A killed run is resumed by the same call: finished stages are skipped, a training stage continues from its
 last checkpoint, micrographs already denoised with the current model are not denoised again, and the report is
@@ -27,8 +29,6 @@ re-running extract-noise and everything after it. When none is readable the run 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -41,8 +41,9 @@ import numpy as np
 
 from nt2c.config import PROFILES, ExperimentParams, defaulted_params, load_params, stage_config
 from nt2c.errors import ConfigError, InputError
-from nt2c.io import read_image, read_json, write_json
+from nt2c.io import read_json
 from nt2c.run import micrographs as mics
+from nt2c.run.report import write_report
 from nt2c.run.rundir import RunDir, file_sha256
 from nt2c.run.stages import PIPELINE_STAGES
 
@@ -53,8 +54,6 @@ __all__ = [
     "resolve_micrographs",
     "read_micrograph_list",
     "fine_variant",
-    "stage_timings",
-    "write_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,6 +86,17 @@ class PipelineResult:
         ``RUN/report/report.md``.
     report_written : bool
         Whether this call (re)wrote the report.
+    heldout, heldout_denoised : list of pathlib.Path
+        Micrographs of ``RUN/heldout.txt`` (denoised, never learnt from) and their outputs in
+        ``RUN/denoised``.
+    delivered : {"fine", "coarse"}
+        The model whose output ``RUN/denoised`` holds.
+    delivered_reason : str
+        Why (the self-check's verdict, the user's choice, or no noise to transfer).
+    selfcheck : dict
+        The residual self-check per micrograph (:func:`nt2c.evaluation.selfcheck.compare_models`).
+    no_noise : str or None
+        Why no noise patch could be extracted, when none could.
     """
 
     run: RunDir
@@ -100,6 +110,12 @@ class PipelineResult:
     defaulted: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
     report_written: bool = False
+    heldout: list[Path] = field(default_factory=list)
+    heldout_denoised: list[Path] = field(default_factory=list)
+    delivered: str = "fine"
+    delivered_reason: str = ""
+    selfcheck: dict[str, dict] = field(default_factory=dict)
+    no_noise: str | None = None
 
     @property
     def did_work(self) -> bool:
@@ -290,12 +306,28 @@ def run_pipeline(
     )
     result.failed.update(result.skipped)
 
+    from nt2c.extraction.patches import NoNoisePatchError
     from nt2c.run.stages import run_stage
 
+    needed = _needed_stages(run, profile, stage_overrides)
     for k, name in enumerate(PIPELINE_STAGES, 1):
+        if name not in needed:
+            echo(f"[{k}/{len(PIPELINE_STAGES)}] {name}: not needed with these settings, skipped")
+            continue
         before = _stamp_signature(run, name)
         start = time.perf_counter()
-        run_stage(name, run, profile=profile, seed=seed, device=device, **dict(stage_overrides.get(name, {})))
+        try:
+            run_stage(
+                name, run, profile=profile, seed=seed, device=device, **dict(stage_overrides.get(name, {}))
+            )
+        except NoNoisePatchError as exc:  # nothing to learn the noise from: deliver the coarse model's output
+            result.no_noise = " ".join(str(exc).split())
+            echo(
+                f"[{k}/{len(PIPELINE_STAGES)}] {name}: no noise patch could be found, even with the "
+                "fallbacks; the stages after it need them, so RUN/denoised will hold the COARSE model's "
+                "output"
+            )
+            break
         seconds = time.perf_counter() - start
         ran = _stamp_signature(run, name) != before
         result.seconds[name] = round(seconds, 3) if ran else 0.0
@@ -312,27 +344,117 @@ def run_pipeline(
     settings = stage_config(
         "denoise", profile, **{**run.explicit_settings("denoise"), "seed": seed, "device": device}
     )
-    denoised, new, failed = _denoise_all(
-        result.micrographs, run.models / "fine.safetensors", run.denoised, settings, echo=echo
-    )
-    result.denoised, result.newly_denoised = denoised, new
-    result.failed.update(failed)
-    coarse_outputs: dict[Path, Path] = {}
-    if compare_coarse:
-        coarse_dir = run.report / "coarse"
-        coarse_list, coarse_new, _ = _denoise_all(
-            result.micrographs,
-            run.models / "coarse.safetensors",
-            coarse_dir,
-            settings,
-            echo=echo,
-            label="coarse",
+    result.heldout = [p for p in mics.read_micrograph_list(run, "heldout", check=False) if p.is_file()]
+    targets = result.micrographs + [p for p in result.heldout if p not in result.micrographs]
+    outputs: dict[str, dict[Path, Path]] = {}
+    models = ["coarse"] if result.no_noise else ["fine", "coarse"] if compare_coarse else ["fine"]
+    if settings.model == "coarse" and "coarse" not in models:
+        models.append("coarse")
+    for name in models:
+        listing, new, failed = _denoise_all(
+            targets, run.models / f"{name}.safetensors", run.report / name, settings, echo=echo, label=name
         )
-        result.newly_denoised += coarse_new
-        coarse_outputs = {Path(m): c for m, c in zip(_readable(result.micrographs, failed), coarse_list)}
-    result.report, result.report_written = write_report(run, result, coarse=coarse_outputs, profile=profile)
+        outputs[name] = {Path(m): out for m, out in zip(_readable(targets, failed), listing)}
+        result.newly_denoised += new
+        result.failed.update(failed)
+    result.delivered, result.delivered_reason, result.selfcheck = _choose_model(
+        run, outputs, settings.model, no_noise=result.no_noise
+    )
+    delivered = _deliver(outputs[result.delivered], run.denoised)
+    result.denoised = [delivered[Path(m)] for m in result.micrographs if Path(m) in delivered]
+    result.heldout_denoised = [delivered[Path(m)] for m in result.heldout if Path(m) in delivered]
+    echo(f"RUN/denoised: the {result.delivered} model's output ({result.delivered_reason})")
+    run.update_info(delivered_model=result.delivered, delivered_reason=result.delivered_reason)
+    result.report, result.report_written = write_report(run, result, outputs=outputs, profile=profile)
     echo(f"report: {result.report}" + ("" if result.report_written else " (up to date)"))
     return result
+
+
+def _needed_stages(run: RunDir, profile: str, overrides: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Return the stages the fine model needs with these settings (the GAN only for ``noise_source=gan``)."""
+    from nt2c.run.stages import STAGES
+
+    needed: set[str] = set()
+    todo = [PIPELINE_STAGES[-1]]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        explicit = {**run.explicit_settings(name), **dict(overrides.get(name, {}))}
+        todo += STAGES[name].needs(stage_config(name, profile, **explicit))
+    return needed
+
+
+def _choose_model(run: RunDir, outputs: dict[str, dict[Path, Path]], choice: str, *, no_noise: str | None):
+    """Pick the model whose output ``RUN/denoised`` holds: the residual self-check decides under ``"auto"``.
+
+    Returns
+    -------
+    delivered : str
+        ``"fine"`` or ``"coarse"``.
+    reason : str
+    selfcheck : dict
+        Per micrograph name: each model's residual mismatch (dB) and the better one; ``"mean"``: the means.
+    """
+    if no_noise:
+        return "coarse", "no noise patches: the noise transfer could not run", {}
+    if "coarse" not in outputs or choice == "fine":
+        return "fine", "fine model chosen (denoise.model = fine)" if choice == "fine" else "fine model", {}
+    from nt2c.evaluation.selfcheck import compare_models
+    from nt2c.io import read_image, read_mrc
+
+    noise, _ = read_mrc(run.noise / "patches.mrcs")
+    noise = noise[None] if noise.ndim == 2 else noise
+    checks: dict[str, dict] = {}
+    for mic, fine_path in outputs["fine"].items():
+        coarse_path = outputs["coarse"].get(mic)
+        if coarse_path is None:
+            continue
+        raw, _ = read_image(mic)
+        images = {"fine": read_image(fine_path)[0], "coarse": read_image(coarse_path)[0]}
+        if min(raw.shape) < noise.shape[-1]:
+            continue
+        verdict = compare_models(raw, images, noise)
+        checks[mic.name] = {k: round(c.mismatch_dB, 3) for k, c in verdict["checks"].items()}
+        checks[mic.name]["better"] = verdict["best"]
+    if not checks:
+        return ("coarse" if choice == "coarse" else "fine"), "no micrograph for the self-check", checks
+    mean = {m: float(np.mean([c[m] for c in checks.values()])) for m in ("fine", "coarse")}
+    checks["mean"] = {k: round(v, 3) for k, v in mean.items()}
+    better = "fine" if mean["fine"] <= mean["coarse"] else "coarse"
+    summary = (
+        f"residual self-check: mean mismatch fine {mean['fine']:.2f} dB, coarse {mean['coarse']:.2f} dB, "
+        f"fine better on {sum(c.get('better') == 'fine' for c in checks.values())} of "
+        f"{len(checks) - 1} micrographs"
+    )
+    if choice == "coarse":
+        return "coarse", f"coarse model chosen (denoise.model = coarse); {summary}", checks
+    return better, summary, checks
+
+
+def _deliver(outputs: dict[Path, Path], dst_dir: Path) -> dict[Path, Path]:
+    """Hard-link (or copy) the chosen outputs and their provenance records into ``RUN/denoised``."""
+    import shutil
+
+    from nt2c.run.batch import RECORD_DIR
+
+    (dst_dir / RECORD_DIR).mkdir(parents=True, exist_ok=True)
+    delivered = {}
+    for mic, src in outputs.items():
+        record = src.parent / RECORD_DIR / f"{src.stem}.json"
+        for a, b in ((src, dst_dir / src.name), (record, dst_dir / RECORD_DIR / record.name)):
+            if not a.is_file() or (b.is_file() and os.path.samefile(a, b)):
+                continue
+            tmp = b.with_name(f".{b.name}.link.part")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(a, tmp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(a, tmp)
+            os.replace(tmp, b)
+        delivered[mic] = dst_dir / src.name
+    return delivered
 
 
 def _readable(micrographs: list[Path], failed: dict[str, str]) -> list[Path]:
@@ -487,215 +609,3 @@ def fine_variant(
     run_stage("reweight", sub, profile=profile, device=device, **same["reweight"])
     run_stage("train-fine", sub, profile=profile, device=device, **same["train-fine"])
     return sub.models / "fine.safetensors"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# the report
-# ------------------------------------------------------------------------------------------------------------
-def _fingerprint(run: RunDir, result: PipelineResult, coarse: dict[Path, Path]) -> str:
-    h = hashlib.sha256()
-    for name in PIPELINE_STAGES:
-        path = run.stamp_path(name)
-        h.update(path.read_bytes() if path.is_file() else b"-")
-    for p in [*result.denoised, *coarse.values()]:
-        st = Path(p).stat()
-        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps([result.failed, result.defaulted], sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-def _clean_images(run: RunDir) -> dict[str, dict]:
-    """Stand-in micrograph path -> {"clean": path, "coords": path} from RUN/experimental/manifest.json."""
-    path = run.path / "experimental" / "manifest.json"
-    if not path.is_file():
-        return {}
-    manifest = read_json(path)
-    return {str(Path(m["micrograph"]).resolve()): m for m in manifest.get("micrographs", [])}
-
-
-def stage_timings(run: RunDir) -> dict[str, float | None]:
-    """Seconds each pipeline stage took, from ``RUN/stamps/<stage>.json`` (None when not run)."""
-    out = {}
-    for name in PIPELINE_STAGES:
-        stamp = run.read_stamp(name)
-        out[name] = None if not stamp else stamp.get("seconds")
-    return out
-
-
-def write_report(
-    run: RunDir, result: PipelineResult, *, coarse: dict[Path, Path] | None = None, profile: str = "quick"
-) -> tuple[Path, bool]:
-    """Write ``RUN/report/report.md``, ``report.json`` and the before/after figures, unless up to date.
-
-    Returns
-    -------
-    path : pathlib.Path
-        ``RUN/report/report.md``.
-    written : bool
-        False when the existing report already showed the current stamps and outputs.
-    """
-    coarse = coarse or {}
-    profile = profile or run.profile() or "quick"
-    report_dir = run.report
-    md_path, json_path = report_dir / "report.md", report_dir / "report.json"
-    fingerprint = _fingerprint(run, result, coarse)
-    if md_path.is_file() and json_path.is_file():
-        try:
-            if read_json(json_path).get("fingerprint") == fingerprint:
-                return md_path, False
-        except InputError:
-            pass
-
-    from nt2c.evaluation.metrics import psnr
-
-    params = run.params()
-    timings = stage_timings(run)
-    fidelity_path = report_dir / "noise_fidelity.json"
-    fidelity = read_json(fidelity_path) if fidelity_path.is_file() else None
-    pairs_summary_path = run.pairs / "summary.json"
-    pairs_summary = read_json(pairs_summary_path) if pairs_summary_path.is_file() else None
-    cleans = _clean_images(run)
-    rows = []
-    readable = _readable(result.micrographs, result.failed)
-    for mic, fine_path in zip(readable, result.denoised):
-        raw, _ = read_image(mic)
-        fine, _ = read_image(fine_path)
-        images = {"raw": raw}
-        row: dict = {"micrograph": str(mic), "denoised": str(fine_path)}
-        coarse_path = coarse.get(Path(mic))
-        if coarse_path is not None:
-            images["coarse"] = read_image(coarse_path)[0]
-            row["coarse"] = str(coarse_path)
-        images["fine (NT2C)"] = fine
-        entry = cleans.get(str(Path(mic).resolve()))
-        if entry is not None and Path(entry["clean"]).is_file():
-            clean, _ = read_image(entry["clean"])
-            images["clean (truth)"] = clean
-            row["psnr_db"] = {k: round(psnr(v, clean), 3) for k, v in images.items() if k != "clean (truth)"}
-        figure = report_dir / f"before_after_{fine_path.stem}.png"
-        _before_after_figure(images, figure)
-        row["figure"] = figure.name
-        rows.append(row)
-
-    summary = {
-        "fingerprint": fingerprint,
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "profile": profile,
-        "params": params.to_dict(),
-        "seconds_per_stage": timings,
-        "total_stage_seconds": round(sum(t for t in timings.values() if t), 3),
-        "noise_fidelity": fidelity,
-        "pairs": pairs_summary,
-        "micrographs": rows,
-        "failed": result.failed,
-        "skipped_micrographs": result.skipped,
-        "params_defaulted": result.defaulted,
-        "stage_settings": run.read_info().get("settings") or {},
-    }
-    write_json(json_path, summary)
-    from nt2c.io import atomic_path
-
-    with atomic_path(md_path) as tmp:
-        tmp.write_text(_markdown(summary))
-    return md_path, True
-
-
-def _before_after_figure(images: dict[str, np.ndarray], path: Path, *, crop_px: int = 384) -> None:
-    """Plot whole micrographs (top) and a central zoom (bottom, at most ``crop_px``, half the side)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from nt2c.plots.common import display_range
-
-    ny, nx = next(iter(images.values())).shape
-    c = max(16, min(crop_px, ny // 2, nx // 2))  # the bottom row is always a zoom
-    r0, c0 = (ny - c) // 2, (nx - c) // 2
-    n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(3.0 * n, 6.0), squeeze=False)
-    for j, (title, image) in enumerate(images.items()):
-        for i, img in enumerate((image, image[r0 : r0 + c, c0 : c0 + c])):
-            lo, hi = display_range(img)
-            axes[i, j].imshow(img, cmap="gray", vmin=lo, vmax=hi)
-            axes[i, j].set_axis_off()
-        axes[0, j].set_title(title)
-    fig.tight_layout()
-    from nt2c.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
-def _markdown(summary: dict) -> str:
-    lines = [
-        "# NT2C run report",
-        "",
-        f"Profile `{summary['profile']}`, written {summary['written']}.",
-        "",
-        "## Parameters",
-        "",
-        "| key | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {json.dumps(v)} |" for k, v in summary["params"].items()]
-    if summary.get("params_defaulted"):
-        lines += [
-            "",
-            "Not given in the parameter file, filled in with the defaults: "
-            + ", ".join(f"`{k}` = {json.dumps(v)}" for k, v in summary["params_defaulted"].items())
-            + ". Check them against your acquisition.",
-        ]
-    if summary.get("stage_settings"):
-        lines += ["", "Stage settings given explicitly (they replace the profile's):", ""]
-        lines += [
-            f"- {stage}: {json.dumps(v, sort_keys=True)}" for stage, v in summary["stage_settings"].items()
-        ]
-    lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [
-        f"| {k} | {'-' if v is None else f'{v:.1f}'} |" for k, v in summary["seconds_per_stage"].items()
-    ]
-    lines += [f"| **total** | {summary['total_stage_seconds']:.1f} |", ""]
-    fidelity = summary.get("noise_fidelity")
-    if fidelity:
-        lines += ["## Noise fidelity (RUN/report/noise_fidelity.json)", ""]
-        rows = fidelity.get("rows") if isinstance(fidelity, dict) else None
-        if isinstance(rows, dict) and rows:
-            keys = ("psd_log_ratio_db", "ks_statistic", "wasserstein", "acf_mad")
-            lines += [
-                f"Against {fidelity.get('reference', 'held-out real noise')} (lower is closer):",
-                "",
-                "| noise | " + " | ".join(keys) + " |",
-                "|---|" + "---|" * len(keys),
-            ]
-            for name, row in rows.items():
-                cells = [f"{row[k]:.3g}" if isinstance(row.get(k), (int, float)) else "-" for k in keys]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-            lines.append("")
-        else:
-            lines += ["```json", json.dumps(fidelity, indent=2), "```", ""]
-    if summary.get("pairs"):
-        p = summary["pairs"]
-        lines += [
-            "## Re-weighted pairs",
-            "",
-            f"method `{p['method']}`, noise from `{p.get('noise_source', 'gan')}`, {p['n_pairs']} pairs of "
-            f"{p['patch_px']} px; median alpha {p['median']['alpha']:.3g}, beta {p['median']['beta']:.3g}, "
-            f"gamma {p['median']['gamma']:.3g}.",
-            "",
-        ]
-    lines += ["## Micrographs", ""]
-    for row in summary["micrographs"]:
-        lines.append(f"- `{row['micrograph']}` -> `{row['denoised']}` (figure `{row['figure']}`)")
-        if "psnr_db" in row:
-            lines.append(
-                "  PSNR against the clean image (dB, scale and offset fitted): "
-                + ", ".join(f"{k} {v:.2f}" for k, v in row["psnr_db"].items())
-            )
-        lines.append(f"  ![before/after]({row['figure']})")
-    skipped = summary.get("skipped_micrographs") or {}
-    for mic, why in summary.get("failed", {}).items():
-        what = "unreadable, left out of the run" if mic in skipped else "not denoised"
-        lines.append(f"- `{mic}`: {what} ({why})")
-    return "\n".join(lines) + "\n"

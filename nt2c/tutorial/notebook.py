@@ -56,6 +56,7 @@ def setup_notebook(
     set_progress(progress)
     run = RunDir(run_dir)
     run.init_params(params)
+    run.bind_profile(profile)  # a notebook in another profile than the run's is refused here, not later
     try:  # a readable default look for every figure of the series
         import matplotlib.pyplot as plt
 
