@@ -2,7 +2,8 @@
 # The test command of the README: installs what the tests need, then runs
 #   1. the unit and integration tests (pytest tests/), and
 #   2. every notebook of the series under nbval (lax mode, current environment), with the smoke profile
-#      injected by papermill --prepare-only, sharing one run folder as in a real session.
+#      injected by papermill --prepare-only, each notebook alone on a fresh run folder (every notebook must run
+#      on its own). The quick profile runs in benchmarks/notebooks_quick.py (not here: tens of minutes).
 # Extra arguments go to the first pytest call (e.g. `bash tests/run.sh -k config`).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,13 +20,18 @@ status=0
 echo "== unit and integration tests"
 "$PY" -m pytest tests -q "$@" || status=1
 
-echo "== notebooks under nbval (smoke profile)"
+echo "== notebooks under nbval (smoke profile, each alone on a fresh run folder)"
+# Every notebook must run on its own (the stages it needs run first, through nt2c.run_stage), so each one gets an
+# empty run folder build/nbval/run_NN: a notebook that relies on files an earlier one wrote fails here.
 build=build/nbval
 rm -rf "$build" && mkdir -p "$build"
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
-  "$PY" -m papermill --prepare-only "$nb" "$build/$(basename "$nb")" -k python3 --no-progress-bar \
-    -p profile smoke -p run_dir "$PWD/$build/run" -p interactive False --log-level WARNING || status=1
+  name=$(basename "$nb")
+  "$PY" -m papermill --prepare-only "$nb" "$build/$name" -k python3 --no-progress-bar \
+    -p profile smoke -p run_dir "$PWD/$build/run_${name:0:2}" -p interactive False --log-level WARNING || status=1
 done
+notebooks_start=$SECONDS
 "$PY" -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -q "$build" || status=1
+echo "notebooks: $((SECONDS - notebooks_start)) s"
 
 exit $status

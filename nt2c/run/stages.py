@@ -312,7 +312,8 @@ def run_stage(
         Switch the run to ``profile``.
     **overrides
         Settings of this stage replacing the profile defaults (``seed``, ``device``, ``steps``, ...); None
-        values are ignored. They are recorded in ``RUN/run.json`` and apply to later calls on the run too.
+        values are ignored. Once the stage has run with them they are recorded in ``RUN/run.json`` and apply
+        to later calls on the run too (a call that fails, e.g. on a mistyped path, records nothing).
 
     Returns
     -------
@@ -334,8 +335,6 @@ def run_stage(
     settings = stage_config(
         name, profile, **{**run.explicit_settings(name), **explicit, "device": overrides.get("device")}
     )
-    if explicit:  # validated: keep them for the later calls on this run
-        run.record_settings(name, explicit)
     shared = {k: overrides[k] for k in ("seed", "device") if overrides.get(k) is not None}
     for req in stage.needs(settings):
         if not _up_to_date(run, req):
@@ -350,12 +349,16 @@ def run_stage(
     if not force and run.is_complete(name, settings.to_dict(), inputs=inputs):
         stamp = run.read_stamp(name) or {}
         log.info("stage %s is complete in %s; skipping", name, run.path)
+        if explicit:
+            run.record_settings(name, explicit)
         return [run.path / rel for rel in stamp.get("outputs", {})]
     if run.read_stamp(name) is not None and distributed.is_main():
         run.invalidate(name)  # a kill while the stage re-runs must not leave the old stamp on new files
     _remove_partials(run, stage)
     start = time.perf_counter()
     outputs = stage.load()(run, settings, params)
+    if explicit and distributed.is_main():  # the stage ran with them: keep them for later calls on the run
+        run.record_settings(name, explicit)
     if distributed.is_main():  # under torchrun only rank 0 writes files
         run.write_stamp(name, outputs, settings.to_dict(), seconds=time.perf_counter() - start, inputs=inputs)
     distributed.barrier()

@@ -72,7 +72,7 @@ def shared_data_dir() -> Path | None:
     Notebooks use it for optional real-data sections and skip them when it is absent.
     """
     candidates = [os.environ.get("NT2C_SHARED_DATA")]
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     candidates += [
         str(here.parent / "shared" / "data"),
         str(Path.cwd().parent / "shared" / "data"),

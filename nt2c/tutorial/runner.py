@@ -39,7 +39,7 @@ class NotebookResult:
 def default_notebook_dir() -> Path:
     """``notebooks/`` beside the package (a source checkout), or ``$NT2C_NOTEBOOK_DIR``."""
     env = os.environ.get("NT2C_NOTEBOOK_DIR")
-    folder = Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
+    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "notebooks"
     if not folder.is_dir():
         raise InputError(
             f"notebook folder {folder} not found; pass --notebooks DIR or set NT2C_NOTEBOOK_DIR."
