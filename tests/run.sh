@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need, then runs
+#   0. the style checks (ruff check, ruff format --check; configured in pyproject.toml),
 #   1. the unit and integration tests (pytest tests/), and
 #   2. every notebook of the series under nbval (lax mode, current environment), with the smoke profile
 #      injected by papermill --prepare-only, each notebook alone on a fresh run folder (every notebook must run
@@ -14,8 +15,13 @@ set -e
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 set +e
 
-export NT2C_PROGRESS=0 MPLBACKEND=Agg PYTHONWARNINGS=ignore::DeprecationWarning
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning, which keeps a loaded 2-core machine usable
+export NT2C_PROGRESS=0 MPLBACKEND=Agg PYTHONWARNINGS=ignore::DeprecationWarning OMP_WAIT_POLICY=PASSIVE
 status=0
+
+echo "== style (ruff)"
+"$PY" -m ruff check . || status=1
+"$PY" -m ruff format --check . || status=1
 
 echo "== unit and integration tests"
 "$PY" -m pytest tests -q "$@" || status=1
