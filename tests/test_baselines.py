@@ -80,10 +80,10 @@ def test_missing_topaz_and_models_are_reported(monkeypatch, tmp_path):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        "nt2c.evaluation.baselines.importlib.util.find_spec",
+        "nt2c.evaluation.topaz.importlib.util.find_spec",
         lambda name: None if name == "topaz" else real_find_spec(name),
     )
-    monkeypatch.setattr("nt2c.evaluation.baselines.shutil.which", lambda name: None)
+    monkeypatch.setattr("nt2c.evaluation.topaz.shutil.which", lambda name: None)
     assert topaz_command() is None
     status = method_status(run=tmp_path)
     assert set(status) == set(BASELINES)
@@ -104,7 +104,7 @@ def test_topaz_failure_is_reported(monkeypatch):
 
 
 def test_nt2c_model_through_inference(tmp_path):
-    """A (tiny, untrained) U-Net saved in a run's models folder is found and run through nt2c.denoiser.inference."""
+    """A tiny untrained U-Net in a run's models folder is found and run through nt2c.denoiser.inference."""
     inference = pytest.importorskip("nt2c.denoiser.inference")
     unet = pytest.importorskip("nt2c.denoiser.network")
     import torch
@@ -128,3 +128,21 @@ def test_topaz_runs_when_installed(noisy):
     out = denoise_with("topaz", image, device="cpu")
     assert out.shape == image.shape and out.dtype == np.float32
     assert np.mean((out - clean) ** 2) < np.mean((image - clean) ** 2)
+
+
+def test_method_status_describe_names_what_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("NT2C_TOPAZ", "")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        "nt2c.evaluation.topaz.importlib.util.find_spec",
+        lambda name: None if name == "topaz" else real_find_spec(name),
+    )
+    monkeypatch.setattr("nt2c.evaluation.topaz.shutil.which", lambda name: None)
+    status = method_status(["raw", "noise2void", "topaz", "nt2c-fine"], run=tmp_path, describe=True)
+    assert status["raw"] == "Raw"
+    assert status["topaz"].startswith("unavailable: ") and status["nt2c-fine"].startswith("unavailable: ")
+    expected = "CAREamics" if importlib.util.find_spec("careamics") else "nt2c's own blind-spot"
+    assert expected in status["noise2void"]
+    assert method_status(["noise2void"]) == {"noise2void": None}

@@ -7,24 +7,33 @@ method            what it does
 ``lowpass``       2x binning (mean of 2 x 2 blocks) then bilinear interpolation back to the input size, as
                   the paper's "Lowpass filter (2x binning)"
 ``gaussian``      Gaussian filter, ``sigma_px`` (default 1 px)
-``bm3d``          BM3D (Dabov et al. 2007; the ``bm3d`` package, both stages, ``profile="np"``), with the noise
-                  level estimated from the micrograph itself (:func:`estimate_noise_sigma`)
+``bm3d``          BM3D (Dabov et al. 2007; the ``bm3d`` package, both stages, ``profile="np"``), with the
+                  noise level estimated from the micrograph itself (:func:`estimate_noise_sigma`)
 ``topaz``         Topaz-Denoise's pretrained model (``unet`` by default) run by the ``topaz-em`` program in a
-                  separate process. Topaz is GPL-3.0: nt2c never imports or ships it, it only calls it
-``nt2c-coarse``   the coarse NT2C denoiser (``RUN/models/coarse.safetensors``) through :mod:`nt2c.denoiser.inference`
+                  separate process (:mod:`nt2c.evaluation.topaz`). Topaz is GPL-3.0: nt2c never imports or
+                  ships it, it only calls it
+``noise2void``    Noise2Void (Krull et al. 2019), self-supervised, *trained per call* on the micrograph(s)
+                  given (:mod:`nt2c.evaluation.noise2void`): CAREamics when it is installed, else nt2c's own
+                  blind-spot training of the NT2C U-Net. Cost: the training (400 steps by default, a few
+                  minutes on 2 CPU cores) on top of a U-Net pass; to denoise many micrographs with one model,
+                  call :func:`nt2c.evaluation.noise2void.noise2void_denoise` with all of them
+``nt2c-coarse``   the coarse NT2C denoiser (``RUN/models/coarse.safetensors``) through
+                  :mod:`nt2c.denoiser.inference`
 ``nt2c-fine``     the fine NT2C denoiser (``RUN/models/fine.safetensors``)
 ================  ==========================================================================================
 
 Every method maps a 2-D float image (ny, nx) to a float32 image of the same shape (grey levels need not
 match the input's: the metrics fit scale and offset or are scale-free). A method whose package, program or
 model is missing raises :class:`MethodUnavailableError` saying how to get it; :func:`method_status` tells
-in advance which methods can run.
+in advance which methods can run (and, with ``describe=True``, what runs, e.g. which Noise2Void back-end).
 
-Installing Topaz: ``pip install topaz-em`` puts a ``topaz`` program on the PATH. Two known snags of topaz-em
-0.3.20 with recent stacks: ``topaz denoise`` imports Topaz's training code, which needs a ``torchvision`` matching
-the installed torch (``NT2C_TOPAZ="python -m topaz.commands.denoise"`` runs the denoising command alone and avoids
-it), and it finds its pretrained weights through ``pkg_resources``, which setuptools 81 removed
-(``pip install "setuptools<81"`` beside it restores it).
+Installing Topaz: ``pip install topaz-em`` puts a ``topaz`` program on the PATH. Three known snags of topaz-em
+0.3.20 with recent stacks: ``topaz denoise`` imports Topaz's training code, which needs a ``torchvision``
+matching the installed torch (``NT2C_TOPAZ="python -m topaz.commands.denoise"`` runs the denoising command
+alone and avoids it); it finds its pretrained weights through ``pkg_resources``, which setuptools 81 removed
+(``pip install "setuptools<81"`` beside it restores it); and it imports ``h5py``. A separate virtual
+environment keeps these out of nt2c's: ``python -m venv --system-site-packages V`` and ``V/bin/pip install
+--no-deps topaz-em "setuptools<81" h5py``, then ``NT2C_TOPAZ="V/bin/python -m topaz.commands.denoise"``.
 
 Timing on this project's 2-core CPU (indicative): ``lowpass`` and ``gaussian`` take well under a second on a
 1024^2 micrograph; ``bm3d`` took 7 s on a 512^2 crop with the cores idle (so about 30 s for 1024^2;
@@ -35,12 +44,6 @@ jobs; ``topaz`` (``unet``, CPU) took 13 s on that micrograph idle, 40 s shared, 
 from __future__ import annotations
 
 import importlib.util
-import os
-import shlex
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from nt2c.errors import InputError, StageError
+from nt2c.evaluation.filters import bm3d_denoise, estimate_noise_sigma, gaussian_filter, lowpass_bin2
+from nt2c.evaluation.noise2void import noise2void_baseline
+from nt2c.evaluation.topaz import TOPAZ_HELP, topaz_command, topaz_denoise
 
 __all__ = [
     "BASELINES",
@@ -62,6 +68,7 @@ __all__ = [
     "topaz_denoise",
     "topaz_command",
     "nt2c_denoise",
+    "noise2void_baseline",
 ]
 
 
@@ -69,257 +76,10 @@ class MethodUnavailableError(StageError):
     """A denoising method cannot run here (its package, program or model is missing)."""
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Classical filters
-# ---------------------------------------------------------------------------------------------------------
 def _image(image) -> np.ndarray:
     from nt2c.io import validate_image
 
     return validate_image(image, name="micrograph")
-
-
-def lowpass_bin2(image: np.ndarray) -> np.ndarray:
-    """2x binning then back to the input size: the paper's low-pass baseline.
-
-    The image is averaged over 2 x 2 blocks (an odd last row/column is padded by repeating it), which
-    low-passes it and halves the Nyquist frequency, and is brought back to (ny, nx) by bilinear
-    interpolation with pixel edges aligned (``scipy.ndimage.zoom(grid_mode=True)``).
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (ny, nx)
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (ny, nx)
-    """
-    from scipy import ndimage
-
-    x = _image(image).astype(np.float64)
-    ny, nx = x.shape
-    if min(ny, nx) < 2:
-        raise InputError(f"image of shape {x.shape} is too small to bin 2x.")
-    x = np.pad(x, ((0, ny % 2), (0, nx % 2)), mode="edge")
-    binned = x.reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean(axis=(1, 3))
-    up = ndimage.zoom(binned, 2, order=1, mode="nearest", grid_mode=True)
-    return up[:ny, :nx].astype(np.float32)
-
-
-def gaussian_filter(image: np.ndarray, *, sigma_px: float = 1.0) -> np.ndarray:
-    """Gaussian low-pass filter (reflecting edges).
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (ny, nx)
-    sigma_px : float
-        Standard deviation of the kernel (px).
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (ny, nx)
-    """
-    from scipy import ndimage
-
-    if not sigma_px > 0:
-        raise InputError(f"sigma_px={sigma_px} must be positive.")
-    return ndimage.gaussian_filter(_image(image).astype(np.float64), float(sigma_px), mode="reflect").astype(
-        np.float32
-    )
-
-
-def estimate_noise_sigma(image: np.ndarray, *, highpass_sigma_px: float = 8.0) -> float:
-    """Robust estimate of the noise standard deviation of a micrograph (grey-level units).
-
-    Cryo-EM micrographs are noise-dominated at all but the lowest spatial frequencies, so the noise level
-    is measured on the high-pass residual ``r = image - G_sigma * image`` (``G`` a Gaussian of
-    ``highpass_sigma_px``), which removes ice-thickness gradients and large contaminants but keeps nearly
-    all the noise power, with the median absolute deviation ``sigma = 1.4826 median|r - median r|``, which
-    ignores the few pixels of strong features (particle edges, hot pixels). It is the background noise
-    level that BM3D's ``sigma_psd`` expects.
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (ny, nx)
-    highpass_sigma_px : float
-        Width of the Gaussian whose output is subtracted (px).
-
-    Returns
-    -------
-    float
-        The estimated noise standard deviation (> 0).
-    """
-    from scipy import ndimage
-
-    x = _image(image).astype(np.float64)
-    residual = x - ndimage.gaussian_filter(x, float(highpass_sigma_px), mode="reflect")
-    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    if sigma <= 0:
-        sigma = float(residual.std())
-    if sigma <= 0:
-        raise InputError("the micrograph is constant (no noise to estimate); check the input file.")
-    return sigma
-
-
-def bm3d_denoise(
-    image: np.ndarray,
-    *,
-    sigma: float | None = None,
-    highpass_sigma_px: float = 8.0,
-    stages: str = "all",
-    profile: str = "np",
-) -> np.ndarray:
-    """BM3D with the noise level estimated from the micrograph.
-
-    The image is standardised with its median and the noise sigma (:func:`estimate_noise_sigma` unless
-    ``sigma`` is given), denoised with ``bm3d.bm3d(z, sigma_psd=1)`` and mapped back to the input units.
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (ny, nx)
-    sigma : float, optional
-        Noise standard deviation in the image's units (default: estimated).
-    highpass_sigma_px : float
-        See :func:`estimate_noise_sigma`.
-    stages : {"all", "hard"}
-        Both BM3D stages (hard thresholding then Wiener), or only the first (about twice as fast).
-    profile : str
-        ``bm3d`` profile (``"np"`` normal, ``"refilter"``, ``"lc"`` low complexity, ...).
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (ny, nx)
-    """
-    try:
-        import bm3d
-    except ImportError as exc:  # pragma: no cover - declared dependency
-        raise MethodUnavailableError("BM3D needs the `bm3d` package: pip install bm3d") from exc
-    x = _image(image).astype(np.float64)
-    s = estimate_noise_sigma(x, highpass_sigma_px=highpass_sigma_px) if sigma is None else float(sigma)
-    if not s > 0:
-        raise InputError(f"sigma={sigma} must be positive.")
-    stage_arg = {"all": bm3d.BM3DStages.ALL_STAGES, "hard": bm3d.BM3DStages.HARD_THRESHOLDING}.get(stages)
-    if stage_arg is None:
-        raise InputError(f"stages={stages!r}: use 'all' or 'hard'.")
-    centre = float(np.median(x))
-    z = (x - centre) / s
-    out = np.asarray(bm3d.bm3d(z, sigma_psd=1.0, profile=profile, stage_arg=stage_arg)).reshape(x.shape)
-    return (out * s + centre).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Topaz-Denoise (GPL-3.0: called as a separate program, never imported)
-# ---------------------------------------------------------------------------------------------------------
-_TOPAZ_HELP = (
-    "Topaz-Denoise is not installed. It is an optional, separately licensed (GPL-3.0) program that nt2c only "
-    "calls: install it with `pip install topaz-em` (or `pip install nt2c[benchmark]`), or point the environment "
-    "variable NT2C_TOPAZ at a command that runs `topaz denoise`, e.g. "
-    "NT2C_TOPAZ='python -m topaz.commands.denoise'."
-)
-
-
-def topaz_command() -> list[str] | None:
-    """The command line prefix that runs Topaz's ``denoise`` (None when Topaz is not installed).
-
-    In order: the environment variable ``NT2C_TOPAZ`` (split like a shell would); ``python -m
-    topaz.commands.denoise`` with this interpreter when the ``topaz`` package is importable (found, not
-    imported); ``topaz denoise`` when a ``topaz`` program is on the PATH.
-    """
-    env = os.environ.get("NT2C_TOPAZ", "").strip()
-    if env:
-        return shlex.split(env)
-    if importlib.util.find_spec("topaz") is not None:
-        return [sys.executable, "-m", "topaz.commands.denoise"]
-    exe = shutil.which("topaz")
-    if exe:
-        return [exe, "denoise"]
-    return None
-
-
-def topaz_denoise(
-    image: np.ndarray,
-    *,
-    model: str = "unet",
-    device: str = "auto",
-    patch_size_px: int = 1024,
-    patch_padding_px: int = 128,
-    threads: int = 2,
-    timeout_s: float = 3600.0,
-) -> np.ndarray:
-    """Denoise with a pretrained Topaz-Denoise model (Bepler et al. 2020) through the ``topaz`` program.
-
-    The image is written to a temporary MRC file, ``topaz denoise -m MODEL -o DIR`` runs on it in a separate
-    process, and the output is read back (Topaz keeps the input's grey-level scale).
-
-    Parameters
-    ----------
-    image : numpy.ndarray, shape (ny, nx)
-    model : {"unet", "unet-small", "fcnn", "affine", "unet-v0.2.1"}
-        Pretrained model. (topaz-em 0.3 builds the network from ``--arch``, so the name is passed as both
-        ``--model`` and, when it is an architecture, ``--arch``.)
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-    patch_size_px, patch_padding_px : int
-        Topaz's ``--patch-size`` and ``--patch-padding`` (memory versus speed).
-    threads : int
-        CPU threads of the Topaz process.
-    timeout_s : float
-        Give up after this many seconds.
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (ny, nx)
-    """
-    from nt2c.device import resolve_device
-    from nt2c.io import read_image, write_mrc
-
-    cmd = topaz_command()
-    if cmd is None:
-        raise MethodUnavailableError(_TOPAZ_HELP)
-    x = _image(image)
-    dev = resolve_device(device)
-    topaz_device = str(dev.index or 0) if dev.type == "cuda" else "-1"
-    with tempfile.TemporaryDirectory(prefix="nt2c_topaz_") as tmp:
-        src = Path(tmp) / "micrograph.mrc"
-        out_dir = Path(tmp) / "out"
-        out_dir.mkdir()
-        write_mrc(src, x)
-        args = [
-            *cmd,
-            "-d",
-            topaz_device,
-            "-j",
-            str(int(threads)),
-            "-m",
-            model,
-            "-o",
-            str(out_dir),
-            "-s",
-            str(int(patch_size_px)),
-            "-p",
-            str(int(patch_padding_px)),
-        ]
-        if model in ("unet", "unet-small", "unet2", "unet3", "fcnet", "fcnet2", "affine"):
-            args += ["--arch", model]
-        args.append(str(src))
-        try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
-        except FileNotFoundError as exc:
-            raise MethodUnavailableError(f"could not start {cmd[0]!r} ({exc}). {_TOPAZ_HELP}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise StageError(
-                f"topaz denoise did not finish in {timeout_s:.0f} s; raise timeout_s or use a GPU."
-            ) from exc
-        result = out_dir / "micrograph.mrc"
-        if proc.returncode != 0 or not result.is_file():
-            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-6:])
-            raise MethodUnavailableError(
-                f"topaz denoise failed (exit status {proc.returncode}) with `{' '.join(args)}`:\n{tail}\n"
-                "Check the Topaz installation (`topaz denoise --help`), or leave 'topaz' out of the methods."
-            )
-        out, _ = read_image(result)
-    if out.shape != x.shape:
-        raise StageError(f"topaz returned an image of shape {out.shape} for an input of shape {x.shape}.")
-    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -394,6 +154,14 @@ def nt2c_denoise(
     return out
 
 
+def _noise2void_backend_note(run=None, **_) -> str:
+    from nt2c.evaluation.noise2void import careamics_available
+
+    if careamics_available():
+        return "CAREamics Noise2Void, trained per call"
+    return "nt2c's own blind-spot (N2V) training of the NT2C U-Net, per call (CAREamics is not installed)"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------------------
@@ -430,7 +198,7 @@ def _bm3d_missing(run=None, **_):
 
 
 def _topaz_missing(run=None, **_):
-    return None if topaz_command() else _TOPAZ_HELP
+    return None if topaz_command() else TOPAZ_HELP
 
 
 BASELINES: dict[str, Method] = {
@@ -454,6 +222,16 @@ BASELINES: dict[str, Method] = {
             im, model=topaz_model, device=device
         ),
         _topaz_missing,
+    ),
+    "noise2void": Method(
+        "noise2void",
+        "Noise2Void",
+        lambda im, *, device="auto", **opts: noise2void_baseline(
+            im,
+            device=device,
+            **{k: v for k, v in opts.items() if k.startswith("n2v_") or k == "inference_options"},
+        ),
+        _always,
     ),
     "nt2c-coarse": Method(
         "nt2c-coarse",
@@ -494,7 +272,7 @@ def _method(name: str) -> Method:
     return BASELINES[name]
 
 
-def method_status(methods=None, *, run=None, **options) -> dict[str, str | None]:
+def method_status(methods=None, *, run=None, describe: bool = False, **options) -> dict[str, str | None]:
     """Which methods can run here.
 
     Parameters
@@ -503,16 +281,31 @@ def method_status(methods=None, *, run=None, **options) -> dict[str, str | None]
         Method names (default: all of :data:`BASELINES`).
     run : RunDir or path-like, optional
         Run directory (for the NT2C models).
+    describe : bool
+        Give, for the methods that can run, a line saying what runs instead of None (for ``noise2void``:
+        which back-end, CAREamics or nt2c's own blind-spot training); unavailable ones then start with
+        ``"unavailable: "``.
     **options
         Method options (``fine_model_path=...``).
 
     Returns
     -------
     dict of str to (str or None)
-        Method name to None when it can run, else the reason it cannot (with what to do).
+        Method name to None when it can run (or its description with ``describe=True``), else the reason it
+        cannot (with what to do).
     """
     names = list(BASELINES) if methods is None else list(methods)
-    return {name: _method(name).unavailable(run=run, **options) for name in names}
+    status = {name: _method(name).unavailable(run=run, **options) for name in names}
+    if not describe:
+        return status
+    notes = {
+        "noise2void": _noise2void_backend_note,
+        "topaz": lambda **_: f"`{' '.join(topaz_command() or [])}`",
+    }
+    return {
+        name: (f"unavailable: {why}" if why else notes.get(name, lambda **_: BASELINES[name].label)(run=run))
+        for name, why in status.items()
+    }
 
 
 def denoise_with(
@@ -529,7 +322,8 @@ def denoise_with(
     Parameters
     ----------
     method : str
-        ``"raw"``, ``"lowpass"``, ``"gaussian"``, ``"bm3d"``, ``"topaz"``, ``"nt2c-coarse"`` or ``"nt2c-fine"``.
+        ``"raw"``, ``"lowpass"``, ``"gaussian"``, ``"bm3d"``, ``"topaz"``, ``"noise2void"``, ``"nt2c-coarse"``
+        or ``"nt2c-fine"``.
     image : numpy.ndarray, shape (ny, nx)
         The micrograph (any grey-level units).
     pixel_size_A : float, optional
@@ -540,8 +334,9 @@ def denoise_with(
         For the methods that use torch: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
     **options
         Method settings: ``sigma_px`` (gaussian); ``sigma``, ``highpass_sigma_px``, ``stages``, ``profile``
-        (bm3d); ``topaz_model`` (topaz); ``coarse_model_path``, ``fine_model_path``, ``inference_options``
-        (nt2c-*). Options meant for other methods are ignored.
+        (bm3d); ``topaz_model`` (topaz); ``n2v_steps``, ``n2v_patch_px``, ``n2v_batch_size``, ``n2v_seed``,
+        ``n2v_backend``, ``n2v_model_config`` (noise2void); ``coarse_model_path``, ``fine_model_path``,
+        ``inference_options`` (nt2c-*, noise2void). Options meant for other methods are ignored.
 
     Returns
     -------
