@@ -8,7 +8,8 @@ patches. This script compares its choice with the truth, for every pair of model
   noise patches = the run's ``RUN/noise/patches.mrcs``; models = every ``RUN/models/*.safetensors`` U-Net
   (coarse, fine, and any variants saved beside them) and, as extra contestants, Gaussian filters;
 * real single frames (``--real-run`` with ``--real-dir``): each ``NAME_frame.mrc`` (about 2 e/A^2) is denoised
-  and the truth is the correlation with the 50-frame average ``NAME.mrc`` after a scale-and-offset fit; the
+  and the truth is the correlation with the other 49 frames (the average ``NAME.mrc`` minus the frame's fitted
+  share, :func:`nt2c.evaluation.metrics.decorrelated_reference`) after a scale-and-offset fit; the
   noise patches are cut from the frame at the background boxes the real run found on the average
   (``RUN/noise/patches.csv``).
 
@@ -105,7 +106,7 @@ def simulated(run: Path) -> tuple[list[dict], dict]:
 
 def real_frames(run: Path, data: Path) -> tuple[list[dict], dict]:
     from nt2c.denoiser.inference import load_model
-    from nt2c.evaluation.metrics import pearson
+    from nt2c.evaluation.metrics import decorrelated_reference, pearson
     from nt2c.evaluation.selfcheck import residual_mismatch_dB
     from nt2c.io import read_image, read_mrc
 
@@ -126,6 +127,7 @@ def real_frames(run: Path, data: Path) -> tuple[list[dict], dict]:
             continue
         frame, _ = read_image(frame_path)
         average, _ = read_image(data / average_name)
+        reference, _ = decorrelated_reference(frame, average)  # the other 49 frames: no shared noise
         noise = np.stack([frame[r : r + d, c : c + d] for r, c in boxes[average_name]])
         for name, out in _outputs(frame, models, tile=512).items():
             check = residual_mismatch_dB(frame, out, noise)
@@ -134,7 +136,7 @@ def real_frames(run: Path, data: Path) -> tuple[list[dict], dict]:
                     "micrograph": frame_path.name,
                     "split": "frame",
                     "method": name,
-                    "correlation": pearson(out, average),
+                    "correlation": pearson(out, reference),
                     "mismatch_dB": check.mismatch_dB,
                     "variance_ratio": check.variance_ratio,
                 }
