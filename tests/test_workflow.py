@@ -295,3 +295,37 @@ def test_bad_micrograph_is_skipped_and_the_repaired_one_taken_in(smoke_run, tmp_
     broken.write_text("broken again")
     with pytest.raises(InputError, match="none of the 1 micrographs"):
         run_pipeline(out=run_path, micrographs=[broken], device="cpu", echo=lambda x: None)
+
+
+def test_no_noise_patch_at_all_delivers_the_coarse_output_and_says_so(smoke_run, tmp_path, capsys):
+    """When nothing passes the background test even after the fallbacks, the run still denoises (coarse)."""
+    from nt2c.cli import main
+    from nt2c.io import read_json
+    from nt2c.run.batch import output_record
+    from nt2c.run.rundir import file_sha256
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    never = ["--set", "extract-noise.threshold=1.0", "--set", "extract-noise.threshold_floor=1.0"]
+    argv = ["run", "--out", str(run_path), "--device", "cpu", "--set", "extract-noise.criterion=ssim", *never]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "no noise patch could be found" in err and "COARSE" in err
+    report = read_json(run_path / "report" / "report.json")
+    assert report["delivered"]["model"] == "coarse" and report["delivered"]["no_noise"]
+    coarse_sha = file_sha256(run_path / "models" / "coarse.safetensors")
+    denoised = sorted((run_path / "denoised").glob("*.mrc"))
+    assert denoised and all(output_record(p)["model_sha256"] == coarse_sha for p in denoised)
+    assert "No noise could be learnt" in (run_path / "report" / "report.md").read_text()
+
+
+def test_use_model_decides_what_run_delivers(smoke_run, tmp_path):
+    from nt2c.cli import main
+    from nt2c.io import read_json
+
+    run_path = tmp_path / "run"
+    shutil.copytree(smoke_run, run_path)
+    for choice in ("coarse", "fine"):
+        assert main(["run", "--out", str(run_path), "--device", "cpu", "--use-model", choice]) == 0
+        delivered = read_json(run_path / "report" / "report.json")["delivered"]
+        assert delivered["model"] == choice and f"denoise.model = {choice}" in delivered["reason"]
