@@ -13,6 +13,10 @@ Two kinds of settings:
 
 :func:`stage_config` builds a stage model for a profile with overrides; every bad value raises
 :class:`~nt2c.errors.ConfigError` naming the key, the value and what is allowed.
+
+One module because every setting of every stage, with its unit, bounds and profile defaults, is meant
+to be read in one place (notebooks, the CLI and papermill share these models); most of its length is the
+field descriptions.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ trusted on first use: the hash of the first complete download is recorded in ``<
 reported in one log line, and verified on later calls. PDB models are also checked to parse as mmCIF with
 the requested entry ID (the RCSB publishes no checksums). ``$NT2C_DATA_MIRROR`` (or ``mirror=``) replaces
 the manifests' base URL by another http(s) URL or a local folder.
+
+One module because manifests, the cache, the resumable downloader and its checks share the one rule
+that matters here, that nothing is written outside the cache or trusted without saying so; a third of it is
+that checking and its error messages.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 All writers are atomic (a temporary file in the destination folder, then a rename), refuse to overwrite an
 existing file unless asked, and never write onto a file given as an input.
+
+One module because every file nt2c reads or writes goes through the same validation and atomic-write
+rules; most of its length is the messages that say what a bad file looks like and what to do.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ Cost: the model is trained per call on the micrographs given. With the defaults 
 (400 steps of 16 patches of 64^2 px, width-32 U-Net) training takes a few minutes on 2 CPU cores (about
 0.3-0.6 s per step, more while the cores are shared) and seconds on a GPU; denoising then costs what the NT2C
 models cost (:func:`nt2c.denoiser.inference.denoise_micrograph`).
+
+One module because the masking scheme, the training and the denoising of the baseline belong together
+and are read together; it is slightly over 400 lines with its docstrings.
 """
 
 from __future__ import annotations

@@ -37,15 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nt2c.config import PROFILES, ExperimentParams, defaulted_params, load_params, stage_config
 from nt2c.errors import ConfigError, InputError
-from nt2c.io import read_json
 from nt2c.run import micrographs as mics
+from nt2c.run.delivery import choose_model, deliver, denoise_all, readable
 from nt2c.run.report import write_report
 from nt2c.run.rundir import RunDir, file_sha256
 from nt2c.run.stages import PIPELINE_STAGES
+from nt2c.run.variants import fine_variant  # re-exported: the ablation lives in its own module
 
 __all__ = [
     "PIPELINE_STAGES",
@@ -351,16 +350,16 @@ def run_pipeline(
     if settings.model == "coarse" and "coarse" not in models:
         models.append("coarse")
     for name in models:
-        listing, new, failed = _denoise_all(
+        listing, new, failed = denoise_all(
             targets, run.models / f"{name}.safetensors", run.report / name, settings, echo=echo, label=name
         )
-        outputs[name] = {Path(m): out for m, out in zip(_readable(targets, failed), listing)}
+        outputs[name] = {Path(m): out for m, out in zip(readable(targets, failed), listing)}
         result.newly_denoised += new
         result.failed.update(failed)
-    result.delivered, result.delivered_reason, result.selfcheck = _choose_model(
+    result.delivered, result.delivered_reason, result.selfcheck = choose_model(
         run, outputs, settings.model, no_noise=result.no_noise
     )
-    delivered = _deliver(outputs[result.delivered], run.denoised)
+    delivered = deliver(outputs[result.delivered], run.denoised)
     result.denoised = [delivered[Path(m)] for m in result.micrographs if Path(m) in delivered]
     result.heldout_denoised = [delivered[Path(m)] for m in result.heldout if Path(m) in delivered]
     echo(f"RUN/denoised: the {result.delivered} model's output ({result.delivered_reason})")
@@ -384,228 +383,3 @@ def _needed_stages(run: RunDir, profile: str, overrides: Mapping[str, Mapping[st
         explicit = {**run.explicit_settings(name), **dict(overrides.get(name, {}))}
         todo += STAGES[name].needs(stage_config(name, profile, **explicit))
     return needed
-
-
-def _choose_model(run: RunDir, outputs: dict[str, dict[Path, Path]], choice: str, *, no_noise: str | None):
-    """Pick the model whose output ``RUN/denoised`` holds: the residual self-check decides under ``"auto"``.
-
-    Returns
-    -------
-    delivered : str
-        ``"fine"`` or ``"coarse"``.
-    reason : str
-    selfcheck : dict
-        Per micrograph name: each model's residual mismatch (dB) and the better one; ``"mean"``: the means.
-    """
-    if no_noise:
-        return "coarse", "no noise patches: the noise transfer could not run", {}
-    if "coarse" not in outputs or choice == "fine":
-        return "fine", "fine model chosen (denoise.model = fine)" if choice == "fine" else "fine model", {}
-    from nt2c.evaluation.selfcheck import compare_models
-    from nt2c.io import read_image, read_mrc
-
-    noise, _ = read_mrc(run.noise / "patches.mrcs")
-    noise = noise[None] if noise.ndim == 2 else noise
-    checks: dict[str, dict] = {}
-    for mic, fine_path in outputs["fine"].items():
-        coarse_path = outputs["coarse"].get(mic)
-        if coarse_path is None:
-            continue
-        raw, _ = read_image(mic)
-        images = {"fine": read_image(fine_path)[0], "coarse": read_image(coarse_path)[0]}
-        if min(raw.shape) < noise.shape[-1]:
-            continue
-        verdict = compare_models(raw, images, noise)
-        checks[mic.name] = {k: round(c.mismatch_dB, 3) for k, c in verdict["checks"].items()}
-        checks[mic.name]["better"] = verdict["best"]
-    if not checks:
-        return ("coarse" if choice == "coarse" else "fine"), "no micrograph for the self-check", checks
-    mean = {m: float(np.mean([c[m] for c in checks.values()])) for m in ("fine", "coarse")}
-    checks["mean"] = {k: round(v, 3) for k, v in mean.items()}
-    better = "fine" if mean["fine"] <= mean["coarse"] else "coarse"
-    summary = (
-        f"residual self-check: mean mismatch fine {mean['fine']:.2f} dB, coarse {mean['coarse']:.2f} dB, "
-        f"fine better on {sum(c.get('better') == 'fine' for c in checks.values())} of "
-        f"{len(checks) - 1} micrographs"
-    )
-    if choice == "coarse":
-        return "coarse", f"coarse model chosen (denoise.model = coarse); {summary}", checks
-    return better, summary, checks
-
-
-def _deliver(outputs: dict[Path, Path], dst_dir: Path) -> dict[Path, Path]:
-    """Hard-link (or copy) the chosen outputs and their provenance records into ``RUN/denoised``."""
-    import shutil
-
-    from nt2c.run.batch import RECORD_DIR
-
-    (dst_dir / RECORD_DIR).mkdir(parents=True, exist_ok=True)
-    delivered = {}
-    for mic, src in outputs.items():
-        record = src.parent / RECORD_DIR / f"{src.stem}.json"
-        for a, b in ((src, dst_dir / src.name), (record, dst_dir / RECORD_DIR / record.name)):
-            if not a.is_file() or (b.is_file() and os.path.samefile(a, b)):
-                continue
-            tmp = b.with_name(f".{b.name}.link.part")
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(a, tmp)
-            except OSError:  # another file system: copy
-                shutil.copyfile(a, tmp)
-            os.replace(tmp, b)
-        delivered[mic] = dst_dir / src.name
-    return delivered
-
-
-def _readable(micrographs: list[Path], failed: dict[str, str]) -> list[Path]:
-    return [m for m in micrographs if str(m) not in failed]
-
-
-def _output_names(micrographs: list[Path]) -> list[str]:
-    stems = [Path(m).name.rsplit(".", 1)[0] for m in micrographs]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [f"{k:04d}_{s}" for k, s in enumerate(stems)]
-
-
-def _denoise_all(
-    micrographs: list[Path],
-    model_path: Path,
-    out_dir: Path,
-    settings,
-    *,
-    echo: Callable[[str], None],
-    label: str = "fine",
-) -> tuple[list[Path], list[Path], dict[str, str]]:
-    """Denoise each micrograph with ``model_path`` into ``out_dir/<name>.mrc`` (:mod:`nt2c.run.batch`).
-
-    Outputs made by the same model (sha256) with the same settings from the same input are kept; any other
-    one (another model, a cut-short or wrong-shape file, no record) is denoised again.
-
-    Returns
-    -------
-    outputs : list of pathlib.Path
-        One per readable micrograph, in order.
-    new : list of pathlib.Path
-        Those written by this call.
-    failed : dict of str to str
-        Micrographs that could not be denoised, with the reason.
-    """
-    from nt2c import io
-    from nt2c.denoiser.inference import load_model
-    from nt2c.run.batch import denoise_batch, denoise_settings
-
-    if hasattr(io, "remove_partial_files"):  # what a killed earlier call left (one process writes here)
-        io.remove_partial_files(out_dir)
-    batch = denoise_batch(
-        lambda: load_model(model_path),
-        micrographs,
-        out_dir,
-        model_path=model_path,
-        names=_output_names(micrographs),
-        echo=echo,
-        label=label,
-        **denoise_settings(settings),
-    )
-    outputs = [batch.outputs[Path(m)] for m in micrographs if Path(m) in batch.outputs]
-    return outputs, batch.denoised, batch.failed
-
-
-# ------------------------------------------------------------------------------------------------------------
-# ablation: a fine model trained on pairs from another coefficient method
-# ------------------------------------------------------------------------------------------------------------
-def _link_stage(src: RunDir, dst: RunDir, stage: str) -> None:
-    """Make ``stage`` complete in ``dst`` by hard-linking (or copying) its stamp and outputs from ``src``."""
-    import shutil
-
-    stamp = src.read_stamp(stage)
-    if not stamp:
-        raise ConfigError(
-            f"stage {stage} has not run in {src.path}; run it first (`nt2c {stage} --run {src.path}`)."
-        )
-    for rel in [*stamp.get("outputs", {}), str(src.stamp_path(stage).relative_to(src.path))]:
-        a, b = src.path / rel, dst.path / rel
-        if b.exists() or not a.exists():
-            continue
-        b.parent.mkdir(parents=True, exist_ok=True)
-        if a.is_dir():
-            shutil.copytree(a, b)
-            continue
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-
-def fine_variant(
-    run: RunDir | str | os.PathLike,
-    method: str,
-    *,
-    noise_source: str | None = None,
-    profile: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-) -> Path:
-    """Train (or find) the fine model on pairs re-weighted with ``method`` and ``noise_source`` (ablation).
-
-    When ``run``'s own pairs were made that way this is ``RUN/models/fine.safetensors`` (trained if needed).
-    Otherwise a sub-run ``RUN/ablation/<method>-<noise_source>/`` shares the run's simulation, coarse model,
-    noise patches and GAN (hard links) and re-runs only ``reweight`` and ``train-fine``, with the settings the
-    run's own stages used (from their stamps), so that only the coefficient fit or the noise source differs.
-
-    Parameters
-    ----------
-    run : RunDir or path-like
-    method : {"paper", "matched"}
-        Coefficient fit (:func:`nt2c.reweighting.fit.fit_coefficients`).
-    noise_source : {"patches", "gan"} or None
-        Where the transferred noise comes from; None: the run's own.
-    profile, seed, device
-        As for :func:`nt2c.run.stages.run_stage`.
-
-    Returns
-    -------
-    pathlib.Path
-        The fine model's ``.safetensors`` file.
-    """
-    from nt2c.reweighting.fit import METHODS, NOISE_SOURCES
-    from nt2c.run.stages import run_stage
-
-    if method not in METHODS:
-        raise ConfigError(f"method={method!r}: use one of {', '.join(METHODS)}.")
-    if noise_source is not None and noise_source not in NOISE_SOURCES:
-        raise ConfigError(f"noise_source={noise_source!r}: use one of {', '.join(NOISE_SOURCES)}.")
-    run = run if isinstance(run, RunDir) else RunDir(run)
-    profile = run.bind_profile(profile)  # the sub-run uses the run's profile
-    summary = run.path / "pairs" / "summary.json"
-    own = read_json(summary) if summary.is_file() else {}
-    default = stage_config(
-        "reweight", profile or run.profile() or "quick", **run.explicit_settings("reweight")
-    )
-    used = (own.get("method", default.method), own.get("noise_source", default.noise_source))
-    wanted = (method, noise_source or used[1])
-    if wanted == used:
-        if not run.is_complete("train-fine"):  # a finished one is kept, whatever settings made it
-            run_stage("train-fine", run, profile=profile, seed=seed, device=device)
-        return run.models / "fine.safetensors"
-    for stage in ("simulate", "train-coarse", "train-gan"):
-        if not run.is_complete(stage):
-            run_stage(stage, run, profile=profile, seed=seed, device=device)
-    sub = RunDir(run.path / "ablation" / "-".join(wanted))
-    sub.init_params(run.params())
-    for which in mics.LISTS:  # the same micrographs: the linked extract-noise stamp recorded them
-        listed = mics.read_micrograph_list(run, which, check=False)
-        if listed and mics.read_micrograph_list(sub, which, check=False) != listed:
-            mics.write_micrograph_list(sub, listed, which)
-    for stage in ("simulate", "train-coarse", "extract-noise", "train-gan"):
-        _link_stage(run, sub, stage)
-    # the same settings as the run's own reweight and train-fine stages, except the method / noise source
-    same = {}
-    for stage in ("reweight", "train-fine"):
-        stamp = run.read_stamp(stage) or {}
-        same[stage] = {k: v for k, v in (stamp.get("settings") or {}).items() if k != "device"}
-        same[stage].setdefault("seed", seed)
-    same["reweight"]["method"], same["reweight"]["noise_source"] = wanted
-    run_stage("reweight", sub, profile=profile, device=device, **same["reweight"])
-    run_stage("train-fine", sub, profile=profile, device=device, **same["train-fine"])
-    return sub.models / "fine.safetensors"
