@@ -142,9 +142,9 @@ def extract_noise_stage(run, settings, params) -> list[Path]:
         No patch in any micrograph even at the last relaxation.
     """
     from nt2c.io import read_image, write_json, write_mrc
-    from nt2c.run.micrographs import check_micrographs
+    from nt2c.run.micrographs import check_run_micrographs
 
-    micrographs, bad = check_micrographs(list_micrographs(run, settings.micrographs))
+    micrographs, bad = check_run_micrographs(run, list_micrographs(run, settings.micrographs))
     for path, reason in bad.items():
         log.warning("extract-noise: skipping %s: %s", path, reason)
     if not micrographs:

@@ -25,6 +25,7 @@ from nt2c.io import atomic_path
 __all__ = [
     "LISTS",
     "check_micrographs",
+    "check_run_micrographs",
     "expand_micrographs",
     "read_micrograph_list",
     "write_micrograph_list",
@@ -183,4 +184,24 @@ def check_micrographs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], d
             bad[str(path)] = " ".join(str(exc).split()) or type(exc).__name__
             continue
         good.append(path)
+    return good, bad
+
+
+def check_run_micrographs(run, paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """Run :func:`check_micrographs`, skipping files ``RUN/run.json`` knows as readable (same size, mtime)."""
+    cache = dict(run.read_info().get("readable_micrographs") or {})
+    states = {}
+    for p in paths:
+        try:
+            st = Path(p).stat()
+            states[str(p)] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            states[str(p)] = None
+    unknown = [p for p in paths if states[str(p)] is None or cache.get(str(p)) != states[str(p)]]
+    good_new, bad = check_micrographs(unknown)
+    good_set = {str(p) for p in good_new} | {str(p) for p in paths if p not in unknown}
+    good = [p for p in paths if str(p) in good_set]
+    readable = {str(p): states[str(p)] for p in good}
+    if readable != cache:
+        run.update_info(readable_micrographs=readable)
     return good, bad

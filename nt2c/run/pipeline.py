@@ -171,7 +171,7 @@ def _set_micrographs(
             requested = mics.read_micrograph_list(run, check=False)
     else:
         requested = mics.expand_micrographs(micrographs)
-    good, bad = _check_micrographs(run, requested)
+    good, bad = mics.check_run_micrographs(run, requested)
     for path, why in bad.items():
         echo(f"skipping micrograph {path}: {why}")
     if not good:
@@ -191,26 +191,6 @@ def _set_micrographs(
         skipped_micrographs=bad,
         micrographs_list_sha256=file_sha256(list_path),
     )
-    return good, bad
-
-
-def _check_micrographs(run: RunDir, paths: list[Path]) -> tuple[list[Path], dict[str, str]]:
-    """:func:`nt2c.run.micrographs.check_micrographs`, remembering readable files by size and mtime."""
-    cache = dict(run.read_info().get("readable_micrographs") or {})
-    states = {}
-    for p in paths:
-        try:
-            st = Path(p).stat()
-            states[str(p)] = [st.st_size, st.st_mtime_ns]
-        except OSError:
-            states[str(p)] = None
-    unknown = [p for p in paths if states[str(p)] is None or cache.get(str(p)) != states[str(p)]]
-    good_new, bad = mics.check_micrographs(unknown)
-    good_set = {str(p) for p in good_new} | {str(p) for p in paths if p not in unknown}
-    good = [p for p in paths if str(p) in good_set]
-    readable = {str(p): states[str(p)] for p in good}
-    if readable != cache:
-        run.update_info(readable_micrographs=readable)
     return good, bad
 
 
