@@ -339,7 +339,7 @@ class DenoiseConfig(_StageModel):
     )
     model: Literal["auto", "fine", "coarse"] = Field(
         "auto",
-        description="what nt2c run delivers in RUN/denoised: the model the residual self-check finds better "
+        description="what nt2c run delivers in RUN/denoised: the model Stein's self-check finds better "
         "(auto), or always the fine or the coarse one",
     )
 

@@ -90,7 +90,8 @@ def _manifest(tmp_path, monkeypatch, base_url, files=None, pattern=None):
 
 def test_repository_manifests_are_complete():
     datasets = available_datasets()
-    for name in ("EMPIAR-10025", "EMPIAR-10028", "EMPIAR-10077", "SIM1", "SIM2", "SIM3", "SIM4"):
+    names = ("EMPIAR-10025", "EMPIAR-10028", "EMPIAR-10077", "EMPIAR-10146", "SIM1", "SIM2", "SIM3", "SIM4")
+    for name in names:
         man = datasets[name]
         exp = man.experiment  # the params block is a valid params.yaml
         assert exp.pixel_size_A > 0
@@ -478,3 +479,42 @@ def test_a_partial_longer_than_the_file_is_downloaded_again(server, tmp_path, mo
     (cache / ".a.mrc.partial").write_bytes(b"an older, longer version of the file")  # the server answers 416
     (path,) = fetch("TOY")
     assert path.read_bytes() == b"new and short"
+
+
+def test_real_micrograph_for_the_notebooks_comes_from_the_manifest_without_the_development_data(
+    tmp_path, monkeypatch, capsys
+):
+    """Binder or a JupyterHub: no ../shared/data, so notebooks 02 and 03 take EMPIAR-10146's first file."""
+    import nt2c.tutorial.notebook as notebook
+    from nt2c.io import read_image
+
+    monkeypatch.setattr(notebook, "shared_data_dir", lambda: None)
+    monkeypatch.setenv("NT2C_DATA_DIR", str(tmp_path / "cache"))
+    empty = tmp_path / "empty_mirror"
+    empty.mkdir()
+    monkeypatch.setenv("NT2C_DATA_MIRROR", str(empty))
+    assert notebook.real_micrograph(fetch=False) is None
+    assert "downloads are off" in capsys.readouterr().out
+    assert notebook.real_micrograph(fetch=True) is None  # offline: says what to do
+    assert "no real micrograph here:" in capsys.readouterr().out
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    first = load_manifest("EMPIAR-10146").files[0].name
+    import numpy as np
+    from PIL import Image
+
+    grey = (np.random.default_rng(0).random((96, 80)) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(mirror / first)
+    monkeypatch.setenv("NT2C_DATA_MIRROR", str(mirror))
+    found = notebook.real_micrograph(fetch=True)
+    assert found.path == tmp_path / "cache" / "EMPIAR-10146" / first and found.pixel_size_A == 1.5
+    assert read_image(found.path)[0].shape == (96, 80) and "EMPIAR-10146" in found.source
+    monkeypatch.delenv("NT2C_DATA_MIRROR")  # from the cache now, no download
+    assert notebook.real_micrograph(fetch=False).path == found.path
+
+
+def test_real_micrograph_prefers_the_development_data(shared_data):
+    from nt2c.tutorial.notebook import real_micrograph
+
+    found = real_micrograph(fetch=False)
+    assert found.path == shared_data / "real" / "Ucsf_stack_1142_DW.mrc" and found.pixel_size_A > 0

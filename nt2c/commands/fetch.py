@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "download a dataset (EMPIAR-10025/10028/10077, SIM1-4) into the cache"
+HELP = "download a dataset (EMPIAR-10025/10028/10077/10146, SIM1-4) into the cache"
 DESCRIPTION = (
     "Download the files of a dataset listed in data_manifests/ into the cache ($NT2C_DATA_DIR, else the OS "
     "cache folder) over http(s), resume broken downloads, and verify each file against the SHA-256 its "

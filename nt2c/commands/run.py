@@ -53,7 +53,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--use-model",
         choices=("auto", "fine", "coarse"),
         default=None,
-        help="what RUN/denoised holds: the model the residual self-check finds better on your micrographs "
+        help="what RUN/denoised holds: the model Stein's self-check finds better on your micrographs "
         "(auto, the default), or always the fine or the coarse one (same as --set denoise.model=...)",
     )
     parser.add_argument(

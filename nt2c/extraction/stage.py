@@ -171,9 +171,10 @@ def extract_noise_stage(run, settings, params) -> list[Path]:
         step["used"] = step["fallback"] == (what or "configured options")
     if total == 0:
         reasons = " | ".join(f"{p.name}: {r.explain_empty()}" for p, r in zip(micrographs, results))
+        steps = "; ".join(f"{step['fallback']}: {step['patches']}" for step in tried)
         raise NoNoisePatchError(
             f"no noise patch found in any micrograph, even after {len(tried) - 1} relaxation(s) down to "
-            f"{tried[-1]['fallback']}. {reasons}"
+            f"{tried[-1]['fallback']} (fallbacks tried: {steps}). {reasons}"
         )
     if total < settings.min_patches:
         log.warning(

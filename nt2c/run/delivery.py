@@ -1,9 +1,9 @@
-"""What ``nt2c run`` delivers: each model's outputs, the residual self-check between them, ``RUN/denoised``.
+"""What ``nt2c run`` delivers: each model's outputs, the self-check between them, ``RUN/denoised``.
 
 The fine and the coarse model each denoise the run's micrographs (and the held-out ones) into
 ``RUN/report/fine/`` and ``RUN/report/coarse/`` through the one batch loop (:mod:`nt2c.run.batch`), which
 keeps outputs made by the same model and settings. :func:`choose_model` picks what ``RUN/denoised/``
-holds: the model whose residual is spectrally closest to the extracted noise
+holds: the model that Stein's self-check finds closer to the clean signal, from the extracted noise alone
 (:mod:`nt2c.evaluation.selfcheck`), or the user's choice (``denoise.model``), or the coarse one when no noise
 could be learnt. :func:`deliver` links (or copies) the chosen outputs, with their provenance records, into
 ``RUN/denoised/``.
@@ -22,8 +22,37 @@ from nt2c.run.rundir import RunDir
 __all__ = ["choose_model", "deliver", "denoise_all", "readable"]
 
 
-def choose_model(run: RunDir, outputs: dict[str, dict[Path, Path]], choice: str, *, no_noise: str | None):
-    """Pick the model whose output ``RUN/denoised`` holds: the residual self-check decides under ``"auto"``.
+#: At most this many micrographs (spread evenly over the run's list) are scored by the self-check.
+SELFCHECK_MAX_MICROGRAPHS = 16
+
+
+def choose_model(
+    run: RunDir,
+    outputs: dict[str, dict[Path, Path]],
+    choice: str,
+    *,
+    no_noise: str | None,
+    settings=None,
+):
+    """Pick the model whose output ``RUN/denoised`` holds: Stein's self-check decides under ``"auto"``.
+
+    For up to :data:`SELFCHECK_MAX_MICROGRAPHS` micrographs, each model's output is scored by
+    :func:`nt2c.evaluation.selfcheck.stein_check` (its estimated agreement with the clean signal, from the
+    run's noise patches; one more denoising pass per model and micrograph) and by the residual test
+    (:func:`~nt2c.evaluation.selfcheck.residual_mismatch_dB`, reported only). Scores are kept in
+    ``RUN/report/selfcheck.json`` and reused while the outputs are unchanged.
+
+    Parameters
+    ----------
+    run : RunDir
+    outputs : dict
+        Model name (``"fine"``, ``"coarse"``) to {micrograph: its denoised output}.
+    choice : {"auto", "fine", "coarse"}
+        ``denoise.model``.
+    no_noise : str or None
+        Why no noise could be learnt (then only the coarse model exists).
+    settings : DenoiseConfig, optional
+        How the outputs were denoised (the self-check denoises the probed micrograph alike).
 
     Returns
     -------
@@ -31,42 +60,81 @@ def choose_model(run: RunDir, outputs: dict[str, dict[Path, Path]], choice: str,
         ``"fine"`` or ``"coarse"``.
     reason : str
     selfcheck : dict
-        Per micrograph name: each model's residual mismatch (dB) and the better one; ``"mean"``: the means.
+        Per micrograph name: each model's Stein score, estimated correlation and residual mismatch, and the
+        better model; ``"mean"``: the models' mean estimated correlations.
     """
     if no_noise:
         return "coarse", "no noise patches: the noise transfer could not run", {}
     if "coarse" not in outputs or choice == "fine":
         return "fine", "fine model chosen (denoise.model = fine)" if choice == "fine" else "fine model", {}
-    from nt2c.evaluation.selfcheck import compare_models
-    from nt2c.io import read_image, read_mrc
-
-    noise, _ = read_mrc(run.noise / "patches.mrcs")
-    noise = noise[None] if noise.ndim == 2 else noise
-    checks: dict[str, dict] = {}
-    for mic, fine_path in outputs["fine"].items():
-        coarse_path = outputs["coarse"].get(mic)
-        if coarse_path is None:
-            continue
-        raw, _ = read_image(mic)
-        images = {"fine": read_image(fine_path)[0], "coarse": read_image(coarse_path)[0]}
-        if min(raw.shape) < noise.shape[-1]:
-            continue
-        verdict = compare_models(raw, images, noise)
-        checks[mic.name] = {k: round(c.mismatch_dB, 3) for k, c in verdict["checks"].items()}
-        checks[mic.name]["better"] = verdict["best"]
+    checks = _self_checks(run, outputs, settings)
     if not checks:
         return ("coarse" if choice == "coarse" else "fine"), "no micrograph for the self-check", checks
-    mean = {m: float(np.mean([c[m] for c in checks.values()])) for m in ("fine", "coarse")}
-    checks["mean"] = {k: round(v, 3) for k, v in mean.items()}
-    better = "fine" if mean["fine"] <= mean["coarse"] else "coarse"
+    models = ("fine", "coarse")
+    wins = {m: sum(c["better"] == m for c in checks.values()) for m in models}
+    mean = {m: float(np.mean([c[m]["correlation"] for c in checks.values()])) for m in models}
+    checks["mean"] = {m: {"correlation": round(mean[m], 4)} for m in models}
+    better = "fine" if wins["fine"] >= wins["coarse"] else "coarse"
     summary = (
-        f"residual self-check: mean mismatch fine {mean['fine']:.2f} dB, coarse {mean['coarse']:.2f} dB, "
-        f"fine better on {sum(c.get('better') == 'fine' for c in checks.values())} of "
-        f"{len(checks) - 1} micrographs"
+        f"Stein self-check: estimated correlation with the clean signal fine {mean['fine']:.3f}, coarse "
+        f"{mean['coarse']:.3f}; fine better on {wins['fine']} of {len(checks) - 1} micrographs"
     )
     if choice == "coarse":
         return "coarse", f"coarse model chosen (denoise.model = coarse); {summary}", checks
     return better, summary, checks
+
+
+def _self_checks(run: RunDir, outputs: dict[str, dict[Path, Path]], settings) -> dict[str, dict]:
+    """Score the fine and coarse outputs of (up to 16) micrographs; reuse ``RUN/report/selfcheck.json``."""
+    from nt2c.denoiser.inference import denoise_micrograph, load_model
+    from nt2c.evaluation.selfcheck import residual_mismatch_dB, stein_check
+    from nt2c.io import read_image, read_json, read_mrc, write_json
+    from nt2c.run.batch import denoise_settings
+
+    noise, _ = read_mrc(run.noise / "patches.mrcs")
+    noise = noise[None] if noise.ndim == 2 else noise
+    both = [m for m in outputs["fine"] if m in outputs["coarse"]]
+    if len(both) > SELFCHECK_MAX_MICROGRAPHS:
+        picks = np.linspace(0, len(both) - 1, SELFCHECK_MAX_MICROGRAPHS).round().astype(int)
+        both = [both[i] for i in sorted(set(picks))]
+    cache_path = run.report / "selfcheck.json"
+    cache = read_json(cache_path) if cache_path.is_file() else {}
+    kwargs = {} if settings is None else dict(denoise_settings(settings))
+    models: dict[str, object] = {}
+    checks: dict[str, dict] = {}
+    computed = False
+    for mic in both:
+        paths = {m: outputs[m][mic] for m in ("fine", "coarse")}
+        key = [str(mic)] + [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in paths.values()]
+        if cache.get(mic.name, {}).get("key") == key:
+            checks[mic.name] = cache[mic.name]
+            continue
+        raw, _ = read_image(mic)
+        if min(raw.shape) < noise.shape[-1]:
+            continue
+        entry: dict = {"key": key}
+        for name, path in paths.items():
+            if name not in models:
+                models[name] = load_model(run.models / f"{name}.safetensors")
+            model = models[name]
+            out = read_image(path)[0]
+
+            def denoise(image, model=model):
+                return denoise_micrograph(model, image, show_progress=False, **kwargs)
+
+            stein = stein_check(denoise, raw, noise, denoised=out)
+            residual = residual_mismatch_dB(raw, out, noise)
+            entry[name] = {
+                "score": round(stein.signal_score, 6),
+                "correlation": round(stein.correlation, 4),
+                "residual_dB": round(residual.mismatch_dB, 3),
+            }
+        entry["better"] = "fine" if entry["fine"]["score"] >= entry["coarse"]["score"] else "coarse"
+        checks[mic.name] = entry
+        computed = True
+    if computed or set(cache) != set(checks):
+        write_json(cache_path, checks)
+    return checks
 
 
 def deliver(outputs: dict[Path, Path], dst_dir: Path) -> dict[Path, Path]:

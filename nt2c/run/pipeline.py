@@ -4,11 +4,11 @@ Order: simulate -> train-coarse -> extract-noise -> (train-gan, when the noise s
 -> train-fine (each through :func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from
 disk). Then the user's micrographs, and the held-out ones of ``RUN/heldout.txt``, are denoised with the fine
 model (``RUN/report/fine/``) and the coarse one (``RUN/report/coarse/``), and ``RUN/denoised/`` gets the
-output of the model the residual self-check finds better on these micrographs (:mod:`nt2c.evaluation
-.selfcheck`; ``denoise.model`` = ``auto``, the default, or ``fine``/``coarse`` to decide yourself). When no
-noise patch can be found even with the extraction's fallbacks, the stages after it cannot run: the run says
-so and ``RUN/denoised/`` holds the coarse model's output. The report (:mod:`nt2c.run.report`) says which
-model was delivered and why.
+output of the model that Stein's self-check finds closer to the clean signal on these micrographs
+(:mod:`nt2c.evaluation.selfcheck`; ``denoise.model`` = ``auto``, the default, or ``fine``/``coarse`` to
+decide yourself). When no noise patch can be found even with the extraction's fallbacks, the stages after
+it cannot run: the run says so and ``RUN/denoised/`` holds the coarse model's output. The report
+(:mod:`nt2c.run.report`) says which model was delivered and why.
 
 A killed run is resumed by the same call: finished stages are skipped, a training stage continues from its
 last checkpoint, micrographs already denoised with the current model are not denoised again, and the report is
@@ -93,7 +93,7 @@ class PipelineResult:
     delivered_reason : str
         Why (the self-check's verdict, the user's choice, or no noise to transfer).
     selfcheck : dict
-        The residual self-check per micrograph (:func:`nt2c.evaluation.selfcheck.compare_models`).
+        The self-check per micrograph (:func:`nt2c.run.delivery.choose_model`).
     no_noise : str or None
         Why no noise patch could be extracted, when none could.
     """
@@ -337,7 +337,7 @@ def run_pipeline(
         result.newly_denoised += new
         result.failed.update(failed)
     result.delivered, result.delivered_reason, result.selfcheck = choose_model(
-        run, outputs, settings.model, no_noise=result.no_noise
+        run, outputs, settings.model, no_noise=result.no_noise, settings=settings
     )
     delivered = deliver(outputs[result.delivered], run.denoised)
     result.denoised = [delivered[Path(m)] for m in result.micrographs if Path(m) in delivered]

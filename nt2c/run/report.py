@@ -240,15 +240,22 @@ def _markdown(summary: dict) -> str:
     checks = summary.get("selfcheck") or {}
     if checks:
         lines += [
-            "Residual self-check (no ground truth needed): how far `raw - denoised` is from the spectrum of "
-            "the extracted noise patches, root-mean-square over frequency rings (0 dB = the residual looks "
-            "exactly like the noise; see `nt2c.evaluation.selfcheck`).",
+            "Self-check (no ground truth needed; `nt2c.evaluation.selfcheck`): Stein's estimate of each "
+            "output's correlation with the clean signal, from the extracted noise patches (the higher, the "
+            "better; the model with the higher Stein score is the better one), and the residual mismatch, "
+            "how far `raw - denoised` is from the noise spectrum (0 dB = like the noise; a diagnostic).",
             "",
-            "| micrograph | fine (dB) | coarse (dB) | better |",
-            "|---|---:|---:|---|",
+            "| micrograph | fine: est. r | coarse: est. r | fine: residual (dB) | coarse: residual (dB) "
+            "| better |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         for name, c in checks.items():
-            lines.append(f"| {name} | {c['fine']:.2f} | {c['coarse']:.2f} | {c.get('better', '')} |")
+            if name == "mean":
+                continue
+            lines.append(
+                f"| {name} | {c['fine']['correlation']:.3f} | {c['coarse']['correlation']:.3f} | "
+                f"{c['fine']['residual_dB']:.2f} | {c['coarse']['residual_dB']:.2f} | {c['better']} |"
+            )
         lines.append("")
     extraction = summary.get("extraction")
     if extraction:
