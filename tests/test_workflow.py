@@ -329,3 +329,20 @@ def test_use_model_decides_what_run_delivers(smoke_run, tmp_path):
         assert main(["run", "--out", str(run_path), "--device", "cpu", "--use-model", choice]) == 0
         delivered = read_json(run_path / "report" / "report.json")["delivered"]
         assert delivered["model"] == choice and f"denoise.model = {choice}" in delivered["reason"]
+
+
+def test_self_check_scores_both_models_and_delivers_fine_only_when_both_tests_agree(smoke_run):
+    from nt2c.io import read_json
+    from nt2c.run.delivery import _better
+
+    checks = read_json(smoke_run / "report" / "selfcheck.json")
+    assert checks, "the self-check scored no micrograph"
+    for entry in checks.values():
+        assert set(entry["fine"]) == {"score", "correlation", "residual_dB"} == set(entry["coarse"])
+        assert entry["better"] == _better(entry["fine"], entry["coarse"])
+    fine = {"score": 2.0, "residual_dB": 0.1}
+    assert _better(fine, {"score": 1.0, "residual_dB": 0.2}) == "fine"
+    assert _better(fine, {"score": 3.0, "residual_dB": 0.2}) == "coarse"  # Stein prefers coarse
+    assert _better(fine, {"score": 1.0, "residual_dB": 0.05}) == "coarse"  # the residual test does
+    report = (smoke_run / "report" / "report.md").read_text()
+    assert "Stein" in report and "| better |" in report
