@@ -3,10 +3,10 @@
 The fine and the coarse model each denoise the run's micrographs (and the held-out ones) into
 ``RUN/report/fine/`` and ``RUN/report/coarse/`` through the one batch loop (:mod:`nt2c.run.batch`), which
 keeps outputs made by the same model and settings. :func:`choose_model` picks what ``RUN/denoised/``
-holds: the model that Stein's self-check finds closer to the clean signal, from the extracted noise alone
-(:mod:`nt2c.evaluation.selfcheck`), or the user's choice (``denoise.model``), or the coarse one when no noise
-could be learnt. :func:`deliver` links (or copies) the chosen outputs, with their provenance records, into
-``RUN/denoised/``.
+holds: the fine model where two ground-truth-free tests both find it closer to the clean signal, from the
+extracted noise alone (:mod:`nt2c.evaluation.selfcheck`), else the coarse one; or the user's choice
+(``denoise.model``); or the coarse one when no noise could be learnt. :func:`deliver` links (or copies) the
+chosen outputs, with their provenance records, into ``RUN/denoised/``.
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ def _self_checks(run: RunDir, outputs: dict[str, dict[Path, Path]], settings) ->
     for mic in both:
         paths = {m: outputs[m][mic] for m in ("fine", "coarse")}
         key = [str(mic)] + [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in paths.values()]
-        if cache.get(mic.name, {}).get("key") == key:
-            checks[mic.name] = cache[mic.name]
+        cached = cache.get(mic.name, {})
+        if cached.get("key") == key and {"fine", "coarse"} <= set(cached):
+            checks[mic.name] = {**cached, "better": _better(cached["fine"], cached["coarse"])}
             continue
         raw, _ = read_image(mic)
         if min(raw.shape) < noise.shape[-1]:

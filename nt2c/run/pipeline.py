@@ -4,7 +4,7 @@ Order: simulate -> train-coarse -> extract-noise -> (train-gan, when the noise s
 -> train-fine (each through :func:`nt2c.run.stages.run_stage`, which skips complete stages and resumes from
 disk). Then the user's micrographs, and the held-out ones of ``RUN/heldout.txt``, are denoised with the fine
 model (``RUN/report/fine/``) and the coarse one (``RUN/report/coarse/``), and ``RUN/denoised/`` gets the
-output of the model that Stein's self-check finds closer to the clean signal on these micrographs
+output of the model that the self-check (two tests, both needed for the fine model) finds better here
 (:mod:`nt2c.evaluation.selfcheck`; ``denoise.model`` = ``auto``, the default, or ``fine``/``coarse`` to
 decide yourself). When no noise patch can be found even with the extraction's fallbacks, the stages after
 it cannot run: the run says so and ``RUN/denoised/`` holds the coarse model's output. The report
