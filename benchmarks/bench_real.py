@@ -67,6 +67,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real" / "empiar10146"
 PARAMS = REPO / "benchmarks" / "real_empiar10146.yaml"
 METHODS = ("raw", "gaussian", "bm3d", "topaz", "noise2void", "nt2c-coarse", "nt2c-fine")
+#: Re-weighting variants of the fine model (:func:`nt2c.run.variants.fine_variant`, trained on first use in
+#: RUN/ablation/<method>-<noise_source>/): method name -> (coefficient fit, noise source).
+VARIANTS = {"nt2c-fine-paper": ("paper", "patches"), "nt2c-fine-gan": ("matched", "gan")}
 BORDER_FRACTION = 0.05
 THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 3.0)  # robust sigmas of the heat map
 PICK_MAX_POINTS = 3000  # mean-shift subset (the picker's default is 20000): for speed, the same for all
@@ -274,6 +277,12 @@ def denoise_set(method, images: dict[str, np.ndarray], *, kind, run, device, cac
     if all(v is not None for v in done.values()):
         return done
     model, share = None, 0.0
+    if method in VARIANTS:
+        from nt2c.denoiser.inference import load_model
+        from nt2c.run.variants import fine_variant
+
+        fit, source = VARIANTS[method]
+        model = load_model(fine_variant(run, fit, noise_source=source, device=device))
     if method == "noise2void":
         from nt2c.evaluation.noise2void import train_noise2void
 
@@ -323,7 +332,9 @@ def evaluate(
     dev, held = split_names(names)
     mics = {n: load_micrograph(data_dir, n) for n in names}
     diameter = diameter_px(list(mics.values()))
-    status = method_status(methods, run=run, describe=True, **(options or {}))
+    status = method_status(
+        [m for m in methods if m not in VARIANTS], run=run, describe=True, **(options or {})
+    )
     skipped = {m: s for m, s in status.items() if s.startswith("unavailable: ")}
     methods = [m for m in methods if m not in skipped]
     for m, s in skipped.items():
