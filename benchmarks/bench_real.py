@@ -69,7 +69,11 @@ PARAMS = REPO / "benchmarks" / "real_empiar10146.yaml"
 METHODS = ("raw", "gaussian", "bm3d", "topaz", "noise2void", "nt2c-coarse", "nt2c-fine")
 #: Re-weighting variants of the fine model (:func:`nt2c.run.variants.fine_variant`, trained on first use in
 #: RUN/ablation/<method>-<noise_source>/): method name -> (coefficient fit, noise source).
-VARIANTS = {"nt2c-fine-paper": ("paper", "patches"), "nt2c-fine-gan": ("matched", "gan")}
+VARIANTS = {
+    "nt2c-fine-paper": ("paper", "patches"),
+    "nt2c-fine-gan": ("matched", "gan"),
+    "nt2c-fine-calibrated": ("calibrated", "patches"),
+}
 BORDER_FRACTION = 0.05
 THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 3.0)  # robust sigmas of the heat map
 PICK_MAX_POINTS = 3000  # mean-shift subset (the picker's default is 20000): for speed, the same for all

@@ -307,7 +307,11 @@ class GanConfig(_StageModel):
 class ReweightConfig(_StageModel):
     """Stage ``reweight``: contrast-guided re-weighting (paper section 2.2.3)."""
 
-    method: Literal["paper", "matched"] = Field("matched", description="coefficient fit")
+    method: Literal["paper", "matched", "calibrated"] = Field(
+        "matched",
+        description="coefficient fit: 'matched' (the simulator's noise-to-signal ratio), 'calibrated' (the "
+        "user's micrographs' own ratio, measured from their noise patches) or 'paper' (Eq. 4 literally)",
+    )
     n_pairs: int = Field(512, ge=2)
     noise_source: Literal["gan", "patches"] = Field(
         "patches",

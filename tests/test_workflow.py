@@ -346,3 +346,51 @@ def test_self_check_scores_both_models_and_delivers_fine_only_when_both_tests_ag
     assert _better(fine, {"score": 1.0, "residual_dB": 0.05}) == "coarse"  # the residual test does
     report = (smoke_run / "report" / "report.md").read_text()
     assert "Stein" in report and "| better |" in report
+
+
+def test_calibrated_variant_measures_the_data_and_says_which_fit_it_used(smoke_run):
+    from nt2c.io import read_json
+    from nt2c.run.variants import fine_variant
+
+    path = fine_variant(smoke_run, "calibrated", profile="smoke", device="cpu")
+    sub = path.parent.parent
+    assert sub == smoke_run / "ablation" / "calibrated-patches" and path.is_file()
+    record = read_json(sub / "calibration" / "signal_noise.json")
+    assert (
+        record["tile_px"] == 64 and record["noise_variance"] > 0 and record["simulated_signal_variance"] > 0
+    )
+    summary = read_json(sub / "pairs" / "summary.json")
+    assert summary["method_requested"] == "calibrated"
+    if record["noise_to_signal"] is None:  # the smoke stand-ins' signal may not stand out: matched, and why
+        assert summary["method"] == "matched" and record["why"]
+    else:
+        assert summary["method"] == "calibrated" and record["noise_scale"] > 0
+
+
+def test_calibrate_command_writes_the_table_and_the_figure(smoke_run, capsys):
+    from nt2c.cli import main
+    from nt2c.io import read_json
+    from nt2c.run.rundir import RunDir
+
+    assert main(["calibrate", "--run", str(smoke_run), "--box", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "defocus fitted" in out and "units:" in out
+    folder = smoke_run / "calibration"
+    summary = read_json(folder / "calibration.json")
+    assert summary["micrographs"] == len(read_micrograph_list(RunDir(smoke_run)))
+    assert summary["noise_variance"] > 0 and summary["tile_px"] == 64
+    with open(folder / "calibration.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary["micrographs"] and {"defocus_u_A", "fit_score", "noise_to_signal"} <= set(
+        rows[0]
+    )
+    assert (folder / "spectra.png").stat().st_size > 0
+
+
+def test_units_are_described():
+    from nt2c.calibration.measure import describe_units
+
+    assert describe_units(np.arange(256, dtype=np.uint8).reshape(16, 16)).startswith("8-bit")
+    assert describe_units(np.linspace(0, 65535, 4096).round().reshape(64, 64)).startswith("16-bit")
+    assert describe_units(np.random.default_rng(0).poisson(3, (64, 64))).startswith("non-negative integers")
+    assert describe_units(np.random.default_rng(0).normal(size=(64, 64))).startswith("floating-point")

@@ -28,6 +28,15 @@ Two ways to choose the coefficients are implemented (``method``):
     slopes inverted the contrast of some pairs, which teaches the network that the sign of a particle's
     contrast is arbitrary).
 
+``"calibrated"``
+    alpha and gamma as ``"matched"``, and one beta for the whole batch, ``beta = alpha * noise_scale``, where
+    ``noise_scale`` puts the pairs at the noise-to-signal ratio of the *user's* micrographs, measured from
+    them and their noise patches (:mod:`nt2c.calibration.signal_noise`; the ``reweight`` stage computes it
+    and writes ``RUN/calibration/signal_noise.json``). "matched" reproduces the simulator's ratio, which
+    need not be the data's; "calibrated" keeps the real noise at its real amplitude relative to the signal
+    (every noise patch keeps its own level). When the data's signal is not measurable above the noise (a
+    single low-dose frame) the stage falls back to "matched" and says so.
+
 The modulation :math:`\mathcal{F}` is left unspecified by the paper. Here it is the *contrast modulation*
 (``modulation="contrast"``): the per-patch increasing affine map that gives the composite the grey-level
 mean and standard deviation of the reference ``X`` ("we use the contrast of X as a baseline"),
@@ -69,7 +78,7 @@ from nt2c.io import validate_image
 
 __all__ = ["METHODS", "MODULATIONS", "NOISE_SOURCES", "fit_coefficients", "modulation_map", "modulate"]
 
-METHODS: tuple[str, ...] = ("paper", "matched")
+METHODS: tuple[str, ...] = ("paper", "matched", "calibrated")
 MODULATIONS: tuple[str, ...] = ("contrast", "none")
 NOISE_SOURCES: tuple[str, ...] = ("patches", "gan")
 _CHUNK = 512  # patches per float64 block (bounds memory for large batches)
@@ -94,7 +103,14 @@ def _check_same_shape(**arrays: np.ndarray) -> None:
         )
 
 
-def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") -> np.ndarray:
+def fit_coefficients(
+    S,
+    V,
+    X,
+    *,
+    method: Literal["paper", "matched", "calibrated"] = "paper",
+    noise_scale: float | None = None,
+) -> np.ndarray:
     r"""Per-patch coefficients (alpha, beta, gamma) of Eq. 4, in closed form for a whole batch.
 
     Parameters
@@ -105,11 +121,17 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
         Noise patches (GAN samples), in their own units.
     X : array_like, same shape as ``S``
         Simulated noisy patches at the same places as ``S`` (the reference).
-    method : {"paper", "matched"}
+    method : {"paper", "matched", "calibrated"}
         ``"paper"``: the least-squares solution of
         ``min || alpha S + beta V + gamma - X ||^2`` per patch (Eq. 4). ``"matched"``: alpha from the
         least-squares fit of ``X`` on ``S`` alone pooled over the batch (one offset per patch), gamma per
         patch, and beta matching the power of ``V`` to that of the residual (see the module docstring).
+        ``"calibrated"``: alpha and gamma as ``"matched"``, and one ``beta = alpha * noise_scale`` for all
+        patches, which keeps each noise patch's real amplitude relative to the others.
+    noise_scale : float, optional
+        Required by ``"calibrated"``: units of ``S`` per unit of ``V`` that put the pairs at the data's own
+        noise-to-signal ratio (:func:`nt2c.calibration.signal_noise.measure_signal_noise`; computed by the
+        ``reweight`` stage).
 
     Returns
     -------
@@ -145,7 +167,9 @@ def fit_coefficients(S, V, X, *, method: Literal["paper", "matched"] = "paper") 
             for i in range(0, S.shape[0], _CHUNK)
         ]
     )
-    out = _solve(moments, method)
+    if method == "calibrated" and not (noise_scale is not None and noise_scale > 0):
+        raise InputError(f"method='calibrated' needs a positive noise_scale, got {noise_scale!r}.")
+    out = _solve(moments, method, noise_scale)
     return out[0] if single else out
 
 
@@ -173,7 +197,7 @@ def _moments(S: np.ndarray, V: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.stack([ms, mv, mx, dot(s, s), dot(v, v), dot(s, v), dot(s, x), dot(v, x), dot(x, x)], -1)
 
 
-def _solve(moments: np.ndarray, method: str) -> np.ndarray:
+def _solve(moments: np.ndarray, method: str, noise_scale: float | None = None) -> np.ndarray:
     """Coefficients (alpha, beta, gamma), shape (n, 3), from the per-patch moments of the whole batch."""
     ms, mv, mx, css, cvv, csv, csx, cvx, cxx = moments.T
     n = moments.shape[0]
@@ -192,9 +216,12 @@ def _solve(moments: np.ndarray, method: str) -> np.ndarray:
             rhs = np.stack([csx, cvx], -1)[bad]
             sol = np.einsum("nij,nj->ni", np.linalg.pinv(gram, rcond=1e-12, hermitian=True), rhs)
             alpha[bad], beta[bad] = sol[:, 0], sol[:, 1]
-    else:  # matched: one alpha for the batch (sum of c_SX over sum of c_SS), beta from the residual power
+    else:  # matched, calibrated: one alpha for the batch (sum of c_SX over sum of c_SS)
         total_css = css.sum()
         alpha = np.full(n, csx.sum() / total_css if total_css > 0 else 0.0)
+    if method == "calibrated":  # one beta: the data's noise-to-signal ratio, each patch at its own amplitude
+        beta = alpha * float(noise_scale)
+    elif method == "matched":  # beta from the residual power
         residual_power = np.maximum(
             cxx - 2.0 * alpha * csx + alpha**2 * css, 0.0
         )  # of the centred x - alpha s

@@ -76,8 +76,9 @@ def reweight_pairs(
     X,
     V,
     *,
-    method: Literal["paper", "matched"] = "matched",
+    method: Literal["paper", "matched", "calibrated"] = "matched",
     modulation: Literal["contrast", "none"] = "contrast",
+    noise_scale: float | None = None,
 ) -> ReweightedPairs:
     """Transfer noise patches onto clean patches: build (noisy, clean) training pairs.
 
@@ -89,10 +90,12 @@ def reweight_pairs(
         The simulated noisy patches at the same places (reference for the coefficients and the contrast).
     V : array_like, shape (n, d, d)
         Noise patches (GAN samples), any units; each is centred before use.
-    method : {"paper", "matched"}
+    method : {"paper", "matched", "calibrated"}
         Coefficient fit (:func:`fit_coefficients`).
     modulation : {"contrast", "none"}
         The modulation F (:func:`modulation_map`).
+    noise_scale : float, optional
+        Units of ``S`` per unit of ``V`` for ``"calibrated"`` (:func:`calibrated_noise_scale`).
 
     Returns
     -------
@@ -103,7 +106,7 @@ def reweight_pairs(
     V3, _ = _as_batch(V, "V (noise patches)")
     _check_same_shape(S=S3, X=X3, V=V3)
     V3 = V3 - V3.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
-    coef = fit_coefficients(S3, V3, X3, method=method)
+    coef = fit_coefficients(S3, V3, X3, method=method, noise_scale=noise_scale)
     a, b, g = (coef[:, k, None, None] for k in range(3))
     signal = a * S3.astype(np.float64) + g
     composite = signal + b * V3
@@ -259,7 +262,17 @@ def reweight_stage(run, settings, params) -> list[Path]:
         )
     d = V.shape[-1]
     X, S, origins = crop_pairs(sim_noisy, sim_clean, d, settings.n_pairs, seed=settings.seed)
-    pairs = reweight_pairs(S, X, V, method=settings.method)
+    method, noise_scale, calibration = settings.method, None, None
+    if method == "calibrated":
+        noise_scale, calibration = calibrated_noise_scale(run, read_mrc(patches_path)[0])
+        if noise_scale is None:
+            log.warning(
+                "reweight: the signal of the micrographs is not measurable above their noise (%s); "
+                "the pairs use the 'matched' fit instead of 'calibrated'",
+                calibration["why"],
+            )
+            method = "matched"
+    pairs = reweight_pairs(S, X, V, method=method, noise_scale=noise_scale)
     out = run.pairs
     paths = [
         write_mrc(out / "pairs_noisy.mrcs", pairs.noisy, pixel_size_A=params.pixel_size_A, overwrite=True),
@@ -269,7 +282,9 @@ def reweight_stage(run, settings, params) -> list[Path]:
     paths += _write_sources(sim, out, origins)
     nsr = pairs.noise_to_signal()
     summary = {
-        "method": settings.method,
+        "method": method,
+        "method_requested": settings.method,
+        "calibration": calibration,
         "noise_source": settings.noise_source,
         "modulation": pairs.modulation,
         "n_pairs": int(settings.n_pairs),
@@ -289,6 +304,68 @@ def reweight_stage(run, settings, params) -> list[Path]:
         summary["median"]["beta"],
     )
     return paths
+
+
+def calibrated_noise_scale(run, noise_patches, *, max_micrographs: int = 16) -> tuple[float | None, dict]:
+    """Measure the noise scale of ``"calibrated"`` pairs: the data's noise-to-signal ratio on the simulation.
+
+    The user's micrographs (up to ``max_micrographs``, spread over the run's list) and their noise patches
+    give the signal variance ``s2_data`` in the data's units (:func:`nt2c.calibration.signal_noise
+    .measure_signal_noise`); the simulated clean micrographs ``RUN/simulated/mic_????_clean.mrc``, measured
+    on tiles of the same side, give ``s2_sim`` in the simulator's. A noise patch ``V`` (data units) times
+    ``sqrt(s2_sim / s2_data)`` is then noise of the data's amplitude relative to the simulated signal. Also
+    writes ``RUN/calibration/signal_noise.json``.
+
+    Returns
+    -------
+    noise_scale : float or None
+        None when the data's signal is not measurable.
+    record : dict
+        What was measured (JSON-ready), with ``why`` when ``noise_scale`` is None.
+    """
+    from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
+    from nt2c.extraction.stage import list_micrographs
+    from nt2c.io import read_image
+
+    paths = list_micrographs(run)
+    if len(paths) > max_micrographs:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_micrographs).round().astype(int)]
+    images = [read_image(p)[0] for p in paths]
+    measured = measure_signal_noise(images, noise_patches, names=[Path(p).name for p in paths])
+    t = measured.tile_px
+    clean_paths = sorted(run.simulated.glob("mic_????_clean.mrc"))
+    if not clean_paths:
+        raise StageError(f"no simulated clean micrograph in {run.simulated}; run `nt2c simulate` first.")
+    sim_signal, sim_noise = [], []
+    for clean_path in clean_paths:
+        clean = read_image(clean_path)[0]
+        sim_signal.append(tile_variances(clean, t).mean())
+        noisy_path = clean_path.with_name(clean_path.name.replace("_clean", ""))
+        if noisy_path.is_file():
+            sim_noise.append(tile_variances(read_image(noisy_path)[0] - clean, t).mean())
+    s2_sim = float(np.mean(sim_signal))
+    record = {
+        "tile_px": t,
+        "micrographs": [str(p) for p in paths],
+        "noise_variance": measured.noise_variance,
+        "signal_variance": measured.signal_variance,
+        "signal_variance_standard_error": measured.standard_error,
+        "noise_to_signal": measured.nsr,
+        "noise_to_signal_per_micrograph": measured.per_micrograph,
+        "simulated_signal_variance": s2_sim,
+        "simulated_noise_to_signal": float(np.mean(sim_noise)) / s2_sim if sim_noise and s2_sim > 0 else None,
+    }
+    scale = None
+    if measured.nsr is None:
+        record["why"] = (
+            f"signal variance {measured.signal_variance:.4g} +- {measured.standard_error:.3g} against noise "
+            f"variance {measured.noise_variance:.4g}"
+        )
+    elif s2_sim > 0:
+        scale = float(np.sqrt(s2_sim / measured.signal_variance))
+    record["noise_scale"] = scale
+    write_json(run.path / "calibration" / "signal_noise.json", record)
+    return scale, record
 
 
 def _write_sources(sim: Path, out: Path, origins: np.ndarray) -> list[Path]:

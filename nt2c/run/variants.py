@@ -60,7 +60,7 @@ def fine_variant(
     Parameters
     ----------
     run : RunDir or path-like
-    method : {"paper", "matched"}
+    method : {"paper", "matched", "calibrated"}
         Coefficient fit (:func:`nt2c.reweighting.fit.fit_coefficients`).
     noise_source : {"patches", "gan"} or None
         Where the transferred noise comes from; None: the run's own.
@@ -92,7 +92,8 @@ def fine_variant(
         if not run.is_complete("train-fine"):  # a finished one is kept, whatever settings made it
             run_stage("train-fine", run, profile=profile, seed=seed, device=device)
         return run.models / "fine.safetensors"
-    for stage in ("simulate", "train-coarse", "train-gan"):
+    gan = ("train-gan",) if wanted[1] == "gan" else ()  # the GAN only when the variant's noise comes from it
+    for stage in ("simulate", "train-coarse", *gan):
         if not run.is_complete(stage):
             run_stage(stage, run, profile=profile, seed=seed, device=device)
     sub = RunDir(run.path / "ablation" / "-".join(wanted))
@@ -101,7 +102,7 @@ def fine_variant(
         listed = mics.read_micrograph_list(run, which, check=False)
         if listed and mics.read_micrograph_list(sub, which, check=False) != listed:
             mics.write_micrograph_list(sub, listed, which)
-    for stage in ("simulate", "train-coarse", "extract-noise", "train-gan"):
+    for stage in ("simulate", "train-coarse", "extract-noise", *gan):
         _link_stage(run, sub, stage)
     # the same settings as the run's own reweight and train-fine stages, except the method / noise source
     same = {}

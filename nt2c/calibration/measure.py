@@ -1,0 +1,222 @@
+"""``nt2c calibrate``: measure a run's micrographs against the simulation and write ``RUN/calibration/``.
+
+What a user wants to know before trusting simulated training data, per micrograph and for the run:
+
+* the **defocus** of each micrograph, fitted to its Thon rings (:func:`nt2c.calibration.ctf_fit.fit_ctf`) or
+  read from CTFFIND4 / RELION files, against the range ``params.defocus_um`` the simulation draws from;
+* the **noise level** and the **noise-to-signal ratio** in the micrographs' own units, from the extracted
+  noise patches (:func:`nt2c.calibration.signal_noise.measure_signal_noise`), against the simulator's;
+* the **units**: counts (non-negative integers), 8/16-bit rescaled grey levels, or floats.
+
+Files: ``RUN/calibration/calibration.csv`` (one row per micrograph), ``calibration.json`` (the run's summary)
+and ``spectra.png`` (radial power spectra: the micrograph, its noise, its signal = micrograph - noise, and the
+simulated signal at the simulator's ratio and at the measured one). The measured ratio is what the
+re-weighting method ``calibrated`` builds the fine pairs at (``--set reweight.method=calibrated``); the fitted
+defoci are reported only (the simulation still draws from ``params.defocus_um``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from nt2c.calibration.ctf_fit import CtfEstimate, fit_ctf, read_ctffind4, read_relion_ctf
+from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
+from nt2c.errors import InputError
+
+__all__ = ["calibrate_run", "describe_units"]
+
+
+def describe_units(image) -> str:
+    """Say what the grey levels look like: counts, rescaled 8/16-bit levels, or floats."""
+    a = np.asarray(image)
+    integral = np.issubdtype(a.dtype, np.integer) or bool(np.all(np.mod(a[:64, :64], 1) == 0))
+    lo, hi = float(a.min()), float(a.max())
+    if integral and lo >= 0 and hi <= 255 and hi - lo > 100:
+        return "8-bit grey levels (rescaled: not counts)"
+    if integral and lo >= 0 and hi <= 65535 and hi - lo > 1000:
+        return "16-bit grey levels (rescaled: not counts)"
+    if integral and lo >= 0:
+        return f"non-negative integers (counts?; mean {a.mean():.3g} per pixel)"
+    return f"floating-point values (mean {a.mean():.4g}, std {a.std():.4g}; gain-normalised or processed)"
+
+
+def _given(ctffind: str | None, relion: str | None, names: list[str]) -> dict[str, CtfEstimate]:
+    if relion:
+        return read_relion_ctf(relion)
+    if ctffind:
+        estimates = read_ctffind4(ctffind)
+        if len(estimates) == 1 and len(names) == 1:
+            return {names[0]: estimates[0]}
+        if len(estimates) != len(names):
+            raise InputError(
+                f"{ctffind} holds {len(estimates)} estimates for {len(names)} micrographs; give one CTFFIND4 "
+                "file per run of that many micrographs, in the order of RUN/micrographs.txt."
+            )
+        return dict(zip(names, estimates))
+    return {}
+
+
+def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None, box_px: int = 512) -> dict:
+    """Measure the run's micrographs (see the module docstring) and write ``RUN/calibration/``.
+
+    Parameters
+    ----------
+    run : RunDir
+    ctffind, relion : str, optional
+        A CTFFIND4 output text file (one line per micrograph, in the run's order) or RELION's
+        ``micrographs_ctf.star``: their defoci are listed beside the fitted ones.
+    box_px : int
+        Tile side of the power spectra (px).
+
+    Returns
+    -------
+    dict
+        The summary written to ``calibration.json``.
+    """
+    from nt2c.extraction.stage import list_micrographs
+    from nt2c.io import read_image, read_mrc, write_json
+
+    params = run.params()
+    paths = list_micrographs(run)
+    names = [Path(p).name for p in paths]
+    given = _given(ctffind, relion, names)
+    images, rows = [], []
+    for path, name in zip(paths, names):
+        image, pixel_size = read_image(path)
+        px = pixel_size or params.pixel_size_A
+        images.append(image)
+        box = min(box_px, 1 << int(np.log2(min(image.shape))))
+        fit = fit_ctf(
+            image,
+            pixel_size_A=px,
+            voltage_kV=params.voltage_kV,
+            cs_mm=params.cs_mm,
+            amplitude_contrast=params.amplitude_contrast,
+            box_px=box,
+        )
+        row = {
+            "micrograph": name,
+            "defocus_u_A": round(fit.defocus_u_A, 1),
+            "defocus_v_A": round(fit.defocus_v_A, 1),
+            "astigmatism_angle_deg": round(fit.astigmatism_angle_deg, 1),
+            "fit_score": round(fit.score, 4),
+            "in_params_range": params.defocus_um[0] <= fit.defocus_um <= params.defocus_um[1],
+            # a fit pinned at the edge of the search range (0.3-6 um) found no ring pattern inside it
+            "at_search_edge": min(fit.defocus_v_A, fit.defocus_u_A) <= 3000.0 * 1.01
+            or max(fit.defocus_u_A, fit.defocus_v_A) >= 60000.0 * 0.99,
+        }
+        if name in given:
+            row["given_defocus_u_A"] = round(given[name].defocus_u_A, 1)
+            row["given_defocus_v_A"] = round(given[name].defocus_v_A, 1)
+        rows.append(row)
+    patches_path = run.noise / "patches.mrcs"
+    summary: dict = {
+        "micrographs": len(paths),
+        "units": describe_units(images[0]),
+        "defocus_um_params": list(params.defocus_um),
+    }
+    summary["defocus_um_fitted"] = [
+        round(min(0.5 * (r["defocus_u_A"] + r["defocus_v_A"]) for r in rows) * 1e-4, 3),
+        round(max(0.5 * (r["defocus_u_A"] + r["defocus_v_A"]) for r in rows) * 1e-4, 3),
+    ]
+    summary["outside_params_range"] = sum(not r["in_params_range"] for r in rows)
+    summary["fits_at_search_edge"] = sum(r["at_search_edge"] for r in rows)
+    noise = None
+    if patches_path.is_file():
+        noise = read_mrc(patches_path)[0]
+        noise = noise[None] if noise.ndim == 2 else noise
+        measured = measure_signal_noise(images, noise, names=names)
+        for row in rows:
+            row["noise_to_signal"] = measured.per_micrograph.get(row["micrograph"])
+        summary.update(
+            tile_px=measured.tile_px,
+            noise_variance=measured.noise_variance,
+            signal_variance=measured.signal_variance,
+            noise_to_signal=measured.nsr,
+            simulated_noise_to_signal=_simulated_nsr(run, measured.tile_px),
+        )
+    else:
+        summary["noise_to_signal"] = None
+        summary["why_no_noise_to_signal"] = f"{patches_path} is missing: run `nt2c extract-noise` first"
+    out = run.path / "calibration"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rows(out / "calibration.csv", rows)
+    write_json(out / "calibration.json", summary)
+    if noise is not None:
+        _spectra_figure(out / "spectra.png", run, images[0], noise, summary, params.pixel_size_A)
+    return summary
+
+
+def _simulated_nsr(run, tile_px: int) -> float | None:
+    from nt2c.io import read_image
+
+    signal, noise = [], []
+    for clean_path in sorted(run.simulated.glob("mic_????_clean.mrc")):
+        noisy_path = clean_path.with_name(clean_path.name.replace("_clean", ""))
+        if not noisy_path.is_file():
+            continue
+        clean = read_image(clean_path)[0]
+        signal.append(tile_variances(clean, tile_px).mean())
+        noise.append(tile_variances(read_image(noisy_path)[0] - clean, tile_px).mean())
+    return float(np.mean(noise) / np.mean(signal)) if signal and np.mean(signal) > 0 else None
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    from nt2c.io import atomic_path
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _spectra_figure(path: Path, run, image, noise, summary: dict, pixel_size_A: float) -> None:
+    """Radial power spectra: the micrograph, its noise, its signal, and the simulated signal before/after."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from nt2c.io import atomic_path, read_image
+    from nt2c.noise.fidelity import radial_psd
+    from nt2c.simulation.ctf import radial_power_spectrum
+
+    t = noise.shape[-1]
+    k_mic, p_mic = radial_power_spectrum(image, pixel_size_A, n_bins=t // 2)
+    f_noise, p_noise = radial_psd(noise)
+    k_noise = f_noise / pixel_size_A
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.semilogy(k_mic, p_mic, label="micrograph", color="k")
+    ax.semilogy(k_noise, p_noise, label="its noise (background patches)", color="tab:grey")
+    signal = p_mic - np.interp(k_mic, k_noise, p_noise)
+    ax.semilogy(
+        k_mic, np.where(signal > 0, signal, np.nan), label="its signal (micrograph - noise)", color="tab:blue"
+    )
+    clean_paths = sorted(run.simulated.glob("mic_????_clean.mrc"))
+    s2_data = summary.get("signal_variance")
+    nsr_sim = summary.get("simulated_noise_to_signal")
+    if clean_paths and s2_data and s2_data > 0 and nsr_sim:
+        clean = read_image(clean_paths[0])[0]
+        k_sim, p_sim = radial_power_spectrum(clean, pixel_size_A, n_bins=t // 2)
+        s2_sim = tile_variances(clean, t).mean()
+        before = summary["noise_variance"] / (nsr_sim * s2_sim)  # the simulator's ratio to the data's noise
+        after = s2_data / s2_sim  # the measured signal variance
+        ax.semilogy(
+            k_sim, p_sim * before, "--", color="tab:orange", label="simulated signal, simulator's ratio"
+        )
+        ax.semilogy(k_sim, p_sim * after, "--", color="tab:green", label="simulated signal, calibrated")
+    ax.set_xlabel("spatial frequency (1/A)")
+    ax.set_ylabel("power (micrograph units^2)")
+    ax.set_title("Power spectra: the data against the simulation")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
