@@ -157,3 +157,25 @@ def test_signal_and_noise_in_a_frequency_band():
     assert band_powers(white, band).mean() == pytest.approx(4.0, rel=0.05)  # white noise: its variance
     with pytest.raises(InputError, match="no frequency"):
         band_powers(white, (0.75, 0.8))
+
+
+@pytest.mark.parametrize("signal_scale", [0.5, 2.0])
+def test_signal_scale_of_a_simulated_micrograph_is_recovered(signal_scale):
+    """Signal 0.5x and 2x the nominal one, same noise: the measured signal scale within 20 % (issue 14)."""
+    from nt2c.config import ExperimentParams
+    from nt2c.simulation.micrograph import simulate_micrograph
+
+    params = ExperimentParams(pixel_size_A=1.5, n_particles=60, image_size_px=(768, 768), dose_e_per_A2=40.0)
+    mic = simulate_micrograph(params, seed=4, device="cpu", allow_fewer=True)
+    defocus_um = 0.5 * (mic.defocus_u_A + mic.defocus_v_A) * 1e-4  # the same ice noise through the same CTF
+    empty = simulate_micrograph(params, seed=5, n_particles=0, defocus_um=defocus_um, device="cpu").noisy
+    patches = empty[:704, :704].reshape(11, 64, 11, 64).transpose(0, 2, 1, 3).reshape(-1, 64, 64)
+    noise = mic.noisy - mic.clean
+    nominal = measure_signal_noise([mic.noisy], patches)
+    scaled = measure_signal_noise(
+        [signal_scale * (mic.clean - mic.clean.mean()) + mic.clean.mean() + noise], patches
+    )
+    measured_scale = np.sqrt(scaled.signal_variance / nominal.signal_variance)
+    assert measured_scale == pytest.approx(signal_scale, rel=0.2)
+    truth = tile_variances(noise, 64).mean() / tile_variances(mic.clean, 64).mean()
+    assert nominal.nsr == pytest.approx(truth, rel=0.2)
