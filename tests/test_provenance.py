@@ -140,6 +140,27 @@ def test_a_changed_micrograph_reruns_extract_noise(fake_stages, tmp_path):
     assert calls == ["extract-noise"]
 
 
+def test_a_copied_micrograph_is_the_same_input_a_same_size_edit_is_not(fake_stages, tmp_path):
+    """Restored from a backup or a data folder provisioned again: new time, same content, nothing re-runs."""
+    import os
+
+    from nt2c.io import write_mrc
+    from nt2c.run.micrographs import write_micrograph_list
+
+    run, calls, _ = fake_stages
+    mic = write_mrc(tmp_path / "m.mrc", np.zeros((64, 64), np.float32))
+    write_micrograph_list(run, [mic])
+    stages.run_stage("extract-noise", run, profile="smoke")
+    calls.clear()
+    st = mic.stat()
+    os.utime(mic, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes
+    stages.run_stage("extract-noise", run, profile="smoke")
+    assert calls == []
+    write_mrc(mic, np.full((64, 64), 2.0, np.float32), overwrite=True)  # same size, other pixels
+    stages.run_stage("extract-noise", run, profile="smoke")
+    assert calls == ["extract-noise"]
+
+
 def test_restarting_a_stage_removes_its_partial_files(fake_stages):
     run, _, _ = fake_stages
     stray = run.models / ".coarse.safetensors.abcd1234.part"

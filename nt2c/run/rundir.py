@@ -283,6 +283,7 @@ class RunDir:
             "params": params,
             "settings": settings,
             "inputs": inputs,
+            "input_sha256": _input_hashes(inputs),
             "outputs": files,
             "sha256": hashes,
             "mtime_ns": mtimes,
@@ -318,7 +319,7 @@ class RunDir:
             return False
         if self.params_path.is_file() and stamp.get("params") not in (None, self.params().to_dict()):
             return False
-        if inputs is not None and stamp.get("inputs") is not None and stamp["inputs"] != inputs:
+        if inputs is not None and stamp.get("inputs") is not None and not _same_inputs(stamp, inputs):
             return False
         hashes, mtimes = stamp.get("sha256") or {}, stamp.get("mtime_ns") or {}
         for rel, size in stamp.get("outputs", {}).items():
@@ -373,3 +374,39 @@ def _comparable(settings):
     if not isinstance(settings, dict):
         return settings
     return {k: v for k, v in settings.items() if k != "device"}
+
+
+def _input_hashes(inputs: dict[str, Any] | None) -> dict[str, str]:
+    """SHA-256 of the input files a stamp records (``inputs["files"]``), to recognise them when moved."""
+    out = {}
+    for path, state in ((inputs or {}).get("files") or {}).items():
+        if state is not None and Path(path).is_file():
+            out[path] = file_sha256(Path(path))
+    return out
+
+
+def _same_inputs(stamp: dict[str, Any], inputs: dict[str, Any]) -> bool:
+    """Whether ``inputs`` are those ``stamp`` recorded.
+
+    An input file whose size is the same but whose time changed (copied, restored from a backup, the data
+    folder provisioned again) is the same input when its content still has the SHA-256 the stamp recorded.
+    """
+    recorded = stamp["inputs"]
+    if recorded == inputs:
+        return True
+    if {k: v for k, v in recorded.items() if k != "files"} != {
+        k: v for k, v in inputs.items() if k != "files"
+    }:
+        return False
+    old, new = recorded.get("files") or {}, inputs.get("files") or {}
+    if set(old) != set(new):
+        return False
+    hashes = stamp.get("input_sha256") or {}
+    for path, state in new.items():
+        if state == old[path]:
+            continue
+        if state is None or old[path] is None or state[0] != old[path][0] or path not in hashes:
+            return False
+        if file_sha256(Path(path)) != hashes[path]:
+            return False
+    return True
