@@ -198,6 +198,11 @@ class SimulateConfig(_StageModel):
         le=1000,
         description="micrographs of a separate test set (RUN/test/, own seeds, never trained on)",
     )
+    defocus_source: Literal["params", "calibration"] = Field(
+        "params",
+        description="defocus of the training micrographs: drawn from params.defocus_um, or the defoci `nt2c "
+        "calibrate` fitted to your micrographs (RUN/calibration/calibration.csv)",
+    )
 
 
 class _TrainModel(_StageModel):

@@ -394,3 +394,28 @@ def test_units_are_described():
     assert describe_units(np.linspace(0, 65535, 4096).round().reshape(64, 64)).startswith("16-bit")
     assert describe_units(np.random.default_rng(0).poisson(3, (64, 64))).startswith("non-negative integers")
     assert describe_units(np.random.default_rng(0).normal(size=(64, 64))).startswith("floating-point")
+
+
+def test_simulation_can_take_the_calibrated_defoci(smoke_run, tmp_path):
+    """`simulate.defocus_source=calibration` simulates at the fitted defoci and re-runs when they change."""
+    from nt2c.cli import main
+    from nt2c.io import read_json
+    from nt2c.simulation.stage import read_calibrated_defoci
+
+    run_path = tmp_path / "cal"
+    shutil.copytree(smoke_run, run_path)
+    assert main(["calibrate", "--run", str(run_path), "--box", "128"]) == 0
+    fitted = read_calibrated_defoci(run_path / "calibration" / "calibration.csv")
+    from nt2c.run.stages import run_stage
+
+    run_stage("simulate", run_path, profile="smoke", device="cpu", defocus_source="calibration")
+    meta = read_json(run_path / "simulated" / "mic_0000.json")
+    assert meta["defocus_um"] == pytest.approx(fitted[0][0], rel=1e-6)
+    assert read_json(run_path / "test" / "mic_0000.json")["defocus_um"] != pytest.approx(fitted[0][0])
+    stamp = read_json(run_path / "stamps" / "simulate.json")
+    assert str(run_path / "calibration" / "calibration.csv") in stamp["inputs"]["files"]
+    (run_path / "calibration" / "calibration.csv").unlink()
+    with pytest.raises(Exception, match="nt2c calibrate"):
+        run_stage(
+            "simulate", run_path, profile="smoke", device="cpu", defocus_source="calibration", force=True
+        )

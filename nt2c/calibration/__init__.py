@@ -3,7 +3,7 @@
 * :mod:`.signal_noise` -- how strong the signal is against the noise in the micrographs' own units, from their
   extracted noise patches; the re-weighting method ``"calibrated"`` builds the fine pairs at that ratio;
 * :mod:`.ctf_fit` -- read CTFFIND4 and RELION CTF estimates, or fit defocus and astigmatism to a
-  micrograph's Thon rings (not yet used by the simulation: see ``benchmarks/RESULTS.md``).
+  micrograph's Thon rings (``simulate.defocus_source = "calibration"`` simulates at them).
 """
 
 from nt2c.calibration.ctf_fit import (

@@ -12,7 +12,7 @@ Files: ``RUN/calibration/calibration.csv`` (one row per micrograph), ``calibrati
 and ``spectra.png`` (radial power spectra: the micrograph, its noise, its signal = micrograph - noise, and the
 simulated signal at the simulator's ratio and at the measured one). The measured ratio is what the
 re-weighting method ``calibrated`` builds the fine pairs at (``--set reweight.method=calibrated``); the fitted
-defoci are reported only (the simulation still draws from ``params.defocus_um``).
+defoci are what ``--set simulate.defocus_source=calibration`` simulates at.
 """
 
 from __future__ import annotations

@@ -183,6 +183,9 @@ def _external_inputs(run: RunDir, name: str, settings: Any) -> dict[str, Any]:
         spec = run.params().specimen if run.params_path.is_file() else "builtin"
         if spec != "builtin" and len(spec) != 4:
             files = [Path(spec).expanduser()]
+        source = settings.get("defocus_source") if isinstance(settings, dict) else settings.defocus_source
+        if source == "calibration":  # new fitted defoci: simulate again
+            files.append(run.path / "calibration" / "calibration.csv")
     return {str(p): _file_state(Path(p)) for p in files}
 
 

@@ -85,6 +85,7 @@ def simulate_dataset(
     prefix: str = "mic_",
     overwrite: bool = False,
     allow_fewer: bool = False,
+    defoci=None,
     device="auto",
 ) -> list[Path]:
     """Simulate ``n_micrographs`` micrographs into ``out_dir`` (``mic_0000.mrc``, ...).
@@ -103,6 +104,9 @@ def simulate_dataset(
         Replace existing files (else an error names them).
     allow_fewer : bool
         Place as many particles as fit when ``n_particles`` do not.
+    defoci : sequence of (float, float), optional
+        ``(defocus_um, astigmatism_angle_deg)`` per micrograph, used in turn (cycled), e.g. the defoci fitted
+        to the user's micrographs (:func:`read_calibrated_defoci`); default: drawn from ``params.defocus_um``.
 
     Returns
     -------
@@ -116,12 +120,15 @@ def simulate_dataset(
     spec = specimen_from_params(params)
     written: list[Path] = []
     for i in progress(range(n), desc="simulate", total=n):
+        defocus_um, angle_deg = (None, None) if not defoci else defoci[i % len(defoci)]
         mic = simulate_micrograph(
             params,
             specimen=spec,
             seed=micrograph_seed(seed, i),
             image_size_px=image_size_px,
             allow_fewer=allow_fewer,
+            defocus_um=defocus_um,
+            astigmatism_angle_deg=angle_deg,
             device=device,
         )
         mic.meta["dataset_seed"] = int(seed)
@@ -246,6 +253,38 @@ class PatchPairs:
         )
 
 
+def read_calibrated_defoci(path: str | os.PathLike) -> list[tuple[float, float]]:
+    """Read the defoci fitted by ``nt2c calibrate`` (``RUN/calibration/calibration.csv``).
+
+    Returns
+    -------
+    list of (float, float)
+        ``(mean defocus in um, astigmatism angle in deg)`` of each micrograph whose fit did not end at the
+        edge of the search range.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(
+            f"{path} is missing: `simulate.defocus_source = calibration` needs the fitted defoci; run "
+            "`nt2c calibrate --run RUN` first (it needs the run's micrograph list)."
+        )
+    out = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("at_search_edge") == "True":
+                continue
+            mean_A = 0.5 * (float(row["defocus_u_A"]) + float(row["defocus_v_A"]))
+            out.append((mean_A * 1e-4, float(row["astigmatism_angle_deg"])))
+    if not out:
+        raise StageError(
+            f"{path} holds no usable defocus (every fit ended at the edge of the search range): use "
+            "`simulate.defocus_source = params`."
+        )
+    return out
+
+
 def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> list[Path]:
     """Pipeline stage ``simulate``: training micrographs and pairs, and a separate test set.
 
@@ -254,7 +293,10 @@ def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> l
     patches of ``settings.pair_patch_px``) with ``pairs_sources.csv`` (where each pair was cut), and into
     ``RUN/test/`` ``settings.n_test_micrographs`` more micrographs of their own seeds that no model trains on
     (what ``nt2c evaluate`` scores). ``settings.n_micrographs`` and ``settings.image_size_px`` override the
-    parameters when set (profiles); particles that do not fit a smaller image are left out.
+    parameters when set (profiles); particles that do not fit a smaller image are left out. With
+    ``settings.defocus_source = "calibration"`` the training micrographs take, in turn, the defoci that
+    ``nt2c calibrate`` fitted to the user's micrographs (:func:`read_calibrated_defoci`) instead of drawing
+    them from ``params.defocus_um``; the test set keeps drawing from the range.
     """
     from nt2c.denoiser.pairs import write_pair_sources
 
@@ -270,7 +312,10 @@ def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> l
     for old in [*out.glob("mic_*"), *test.glob("mic_*")]:  # a re-run replaces the previous sets entirely
         old.unlink()
     common = dict(image_size_px=size, overwrite=True, allow_fewer=True, device=settings.device)
-    written = simulate_dataset(params, out, n_micrographs=n, seed=settings.seed, **common)
+    defoci = None
+    if settings.defocus_source == "calibration":
+        defoci = read_calibrated_defoci(run.path / "calibration" / "calibration.csv")
+    written = simulate_dataset(params, out, n_micrographs=n, seed=settings.seed, defoci=defoci, **common)
     noisy = [p for p in written if p.suffix == ".mrc" and not p.name.endswith("_clean.mrc")]
     clean = [p.with_name(p.stem + "_clean.mrc") for p in noisy]
     pn, pc, sources = cut_patch_pairs(
