@@ -11,8 +11,10 @@ DESCRIPTION = (
     "Read RUN/simulated/pairs_clean.mrcs and pairs_noisy.mrcs and the noise (resampled "
     "RUN/noise/patches.mrcs by default, or samples of the GAN RUN/models/gan.safetensors with --noise-source "
     "gan), fit (alpha, beta, gamma) per patch (Eq. 4; --method paper is the literal least squares, matched "
-    "the default variance-matched variant) and write RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs, "
-    "coefficients.csv and summary.json. Needs train-gan only with --noise-source gan."
+    "the default variance-matched variant at the simulator's noise-to-signal ratio, calibrated the ratio "
+    "measured on your micrographs, written to RUN/calibration/signal_noise.json) and write "
+    "RUN/pairs/pairs_noisy.mrcs, pairs_clean.mrcs, coefficients.csv and summary.json. Needs train-gan only "
+    "with --noise-source gan."
 )
 
 
@@ -21,9 +23,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_stage_args(parser)
     parser.add_argument(
         "--method",
-        choices=("paper", "matched"),
+        choices=("paper", "matched", "calibrated"),
         default=None,
-        help="coefficient fit (default: matched; paper = Eq. 4 literally, beta ~ 0)",
+        help="coefficient fit (default: matched; paper = Eq. 4 literally, beta ~ 0; calibrated = your "
+        "micrographs' noise-to-signal ratio)",
     )
     parser.add_argument(
         "--noise-source",

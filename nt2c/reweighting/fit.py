@@ -7,7 +7,7 @@ patch, three scalars (alpha, beta, gamma) weight signal, noise and offset, and t
 
 .. math::  Y = \mathcal{F}(\alpha S + \beta V + \gamma).
 
-Two ways to choose the coefficients are implemented (``method``):
+Three ways to choose the coefficients are implemented (``method``):
 
 ``"paper"``
     Eq. 4 literally: least squares of ``X`` on ``[S, V, 1]`` over the ``d x d`` pixels of each patch, solved

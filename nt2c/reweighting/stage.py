@@ -280,6 +280,8 @@ def reweight_stage(run, settings, params) -> list[Path]:
         _write_coefficients(out / "coefficients.csv", pairs.coefficients, origins, pairs.scale),
     ]
     paths += _write_sources(sim, out, origins)
+    if calibration is not None:
+        paths.append(run.path / "calibration" / "signal_noise.json")
     nsr = pairs.noise_to_signal()
     summary = {
         "method": method,
