@@ -208,7 +208,7 @@ def noise_probe(shape: tuple[int, int], noise_patches, *, seed: int = 0) -> tupl
     fy, fx = np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij")
     # the 2-D spectrum (anisotropy such as detector banding kept), interpolated on the micrograph's grid
     spectrum = ndimage.map_coordinates(power, [fy * h + cy, fx * w + cx], order=1, mode="grid-wrap")
-    noise_variance = float(noise.astype(np.float64).var(axis=(1, 2)).mean())
+    noise_variance = float(noise.var(axis=(1, 2)).mean())
     if not spectrum.mean() > 0:
         raise InputError("the noise patches are constant: no noise to draw a probe from.")
     spectrum *= noise_variance / spectrum.mean()
@@ -251,7 +251,8 @@ def stein_check(
     raw = validate_image(raw, name="raw micrograph").astype(np.float64)
     if not epsilon > 0:
         raise InputError(f"epsilon={epsilon}: must be > 0.")
-    out = validate_image(denoise(raw) if denoised is None else denoised, name="denoised micrograph")
+    given = denoise(raw.astype(np.float32)) if denoised is None else denoised  # both passes see float32
+    out = validate_image(given, name="denoised micrograph")
     if out.shape != raw.shape:
         raise InputError(f"raw {raw.shape} and denoised {out.shape} micrographs differ in shape.")
     probe, noise_var = noise_probe(raw.shape, noise_patches, seed=seed)
