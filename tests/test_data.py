@@ -362,7 +362,7 @@ def _cif(pdb_id: str, *, atoms: bool = True) -> bytes:
             "loop_\n_atom_site.group_PDB\n_atom_site.id\n_atom_site.type_symbol\n_atom_site.Cartn_x\n"
             "_atom_site.Cartn_y\n_atom_site.Cartn_z\nATOM 1 C 1.0 2.0 3.0\nATOM 2 N 2.0 2.0 3.0\n#\n"
         )
-    return gzip.compress(text.encode())
+    return gzip.compress(text.encode(), mtime=0)  # no time stamp: the same bytes on every call
 
 
 def test_fetch_pdb_checks_the_entry_and_records_its_hash(server, tmp_path, monkeypatch, caplog):
