@@ -177,9 +177,6 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 def _spectra_figure(path: Path, run, image, noise, summary: dict, pixel_size_A: float) -> None:
     """Radial power spectra: the micrograph, its noise, its signal, and the simulated signal before/after."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from nt2c.io import atomic_path, read_image
