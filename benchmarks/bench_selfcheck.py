@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+STEIN_PROBES = 4  # as nt2c.run.delivery.STEIN_PROBES
+
 
 def _models(run: Path) -> dict[str, Path]:
     out = {}
@@ -72,12 +74,13 @@ def _score(raw, denoisers: dict, noise, truth) -> list[dict]:
     for name, denoise in denoisers.items():
         out = denoise(raw)
         residual = residual_mismatch_dB(raw, out, noise)
-        stein = stein_check(denoise, raw, noise, denoised=out)
+        stein = stein_check(denoise, raw, noise, denoised=out, n_probes=STEIN_PROBES)
         rows.append(
             {
                 "method": name,
                 "truth": truth(out),
                 "stein_score": stein.signal_score,
+                "stein_se": stein.score_standard_error,
                 "stein_correlation": stein.correlation,
                 "mismatch_dB": residual.mismatch_dB,
                 "variance_ratio": residual.variance_ratio,
@@ -94,16 +97,23 @@ def _agreement(rows: list[dict]) -> dict:
     by_mic: dict[str, list[dict]] = {}
     for r in rows:
         by_mic.setdefault(r["micrograph"], []).append(r)
-    both = {"coarse_fine_pairs": 0, "coarse_fine_agree": 0}  # nt2c run's rule: fine only if both tests agree
+    from nt2c.run.delivery import _better
+
+    both = {"coarse_fine_pairs": 0, "coarse_fine_agree": 0}  # the rule nt2c run decides by
     for mic_rows in by_mic.values():
         named = {r["method"]: r for r in mic_rows}
         if {"coarse", "fine"} <= set(named) and named["fine"]["truth"] != named["coarse"]["truth"]:
-            fine, coarse = named["fine"], named["coarse"]
-            says_fine = (
-                fine["stein_score"] >= coarse["stein_score"] and fine["mismatch_dB"] <= coarse["mismatch_dB"]
+            fine, coarse = (
+                {
+                    "score": r["stein_score"],
+                    "score_se": r.get("stein_se", 0.0),
+                    "residual_dB": r["mismatch_dB"],
+                }
+                for r in (named["fine"], named["coarse"])
             )
+            says_fine = _better(fine, coarse) == "fine"
             both["coarse_fine_pairs"] += 1
-            both["coarse_fine_agree"] += says_fine == (fine["truth"] > coarse["truth"])
+            both["coarse_fine_agree"] += says_fine == (named["fine"]["truth"] > named["coarse"]["truth"])
         for a, b in itertools.combinations(mic_rows, 2):
             if a["truth"] == b["truth"]:
                 continue
@@ -115,7 +125,7 @@ def _agreement(rows: list[dict]) -> dict:
                 if {a["method"], b["method"]} == {"coarse", "fine"}:
                     tally["coarse_fine_pairs"] += 1
                     tally["coarse_fine_agree"] += right
-    return {**result, "both (nt2c run)": {"pairs": 0, "agree": 0, **both}}
+    return {**result, "rule (nt2c run)": {"pairs": 0, "agree": 0, **both}}
 
 
 def simulated(run: Path) -> list[dict]:
@@ -215,7 +225,7 @@ def _markdown(title: str, rows: list[dict], truth: str) -> str:
     for split in sorted({r["split"] for r in rows}) + ["all"]:
         chosen = [r for r in rows if split in ("all", r["split"])]
         for name, a in _agreement(chosen).items():
-            if name.startswith("both"):
+            if name.startswith("rule"):
                 lines.append(
                     f"- {split}: {name}: right on coarse vs fine {a['coarse_fine_agree']} of "
                     f"{a['coarse_fine_pairs']}."

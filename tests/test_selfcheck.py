@@ -119,6 +119,16 @@ def test_the_probe_has_the_noise_spectrum_and_variance():
     assert tiles.shape == (16, 64, 64)
 
 
+def test_several_probes_give_the_score_a_standard_error():
+    clean, raw, patches = _stein_field(seed=3)
+    one = stein_check(lambda y: ndimage.gaussian_filter(np.asarray(y, float), 2), raw, patches)
+    four = stein_check(lambda y: ndimage.gaussian_filter(np.asarray(y, float), 2), raw, patches, n_probes=4)
+    assert np.isnan(one.score_standard_error) and 0 < four.score_standard_error < 0.1 * abs(four.signal_score)
+    assert four.signal_score == pytest.approx(one.signal_score, abs=4 * four.score_standard_error + 1e-9)
+    with pytest.raises(InputError, match="n_probes"):
+        stein_check(lambda y: y, raw, patches, n_probes=0)
+
+
 def test_stein_bad_inputs_are_named():
     clean, raw, patches = _stein_field(n=128)
     with pytest.raises(InputError, match="epsilon"):

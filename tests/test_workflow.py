@@ -338,12 +338,15 @@ def test_self_check_scores_both_models_and_delivers_fine_only_when_both_tests_ag
     checks = read_json(smoke_run / "report" / "selfcheck.json")
     assert checks, "the self-check scored no micrograph"
     for entry in checks.values():
-        assert set(entry["fine"]) == {"score", "correlation", "residual_dB"} == set(entry["coarse"])
+        assert (
+            set(entry["fine"]) == {"score", "score_se", "correlation", "residual_dB"} == set(entry["coarse"])
+        )
         assert entry["better"] == _better(entry["fine"], entry["coarse"])
-    fine = {"score": 2.0, "residual_dB": 0.1}
-    assert _better(fine, {"score": 1.0, "residual_dB": 0.2}) == "fine"
-    assert _better(fine, {"score": 3.0, "residual_dB": 0.2}) == "coarse"  # Stein prefers coarse
-    assert _better(fine, {"score": 1.0, "residual_dB": 0.05}) == "coarse"  # the residual test does
+    fine = {"score": 2.0, "score_se": 0.1, "residual_dB": 0.1}
+    assert _better(fine, {"score": 1.0, "score_se": 0.1, "residual_dB": 0.2}) == "fine"
+    assert _better(fine, {"score": 3.0, "score_se": 0.1, "residual_dB": 0.2}) == "coarse"  # Stein: much worse
+    assert _better(fine, {"score": 2.2, "score_se": 0.1, "residual_dB": 0.2}) == "fine"  # within its error
+    assert _better(fine, {"score": 1.0, "score_se": 0.1, "residual_dB": 0.05}) == "coarse"  # residual test
     report = (smoke_run / "report" / "report.md").read_text()
     assert "Stein" in report and "| better |" in report
 

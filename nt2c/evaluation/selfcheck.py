@@ -166,6 +166,11 @@ class SteinCheck:
         Per-pixel noise variance of the probe's model of the noise (units squared).
     signal_variance : float
         ``var(raw) - noise_variance``: the estimated variance of the clean signal.
+    score_standard_error : float
+        Standard error of ``signal_score`` from the spread of the probes' divergences (NaN with one probe). At
+        a high noise-to-signal ratio the output's covariance with the noise dwarfs that with the signal, so a
+        per cent of Monte-Carlo error in the divergence moves the score by tens of per cent: compare scores
+        against this.
     """
 
     signal_score: float
@@ -174,6 +179,7 @@ class SteinCheck:
     divergence: float
     noise_variance: float
     signal_variance: float
+    score_standard_error: float = float("nan")
 
 
 def noise_probe(shape: tuple[int, int], noise_patches, *, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -225,6 +231,7 @@ def stein_check(
     denoised=None,
     epsilon: float = 0.01,
     seed: int = 0,
+    n_probes: int = 1,
 ) -> SteinCheck:
     """Estimate a denoiser's correlation with the clean signal from the raw micrograph and its noise alone.
 
@@ -242,7 +249,9 @@ def stein_check(
     epsilon : float
         Probe step, relative to the noise: ``denoise`` is evaluated again at ``raw + epsilon * probe``.
     seed : int
-        Seed of the probe.
+        Seed of the first probe (probe ``k`` uses ``seed + k``).
+    n_probes : int
+        Probes averaged (one more pass of ``denoise`` each); two or more give the score's standard error.
 
     Returns
     -------
@@ -255,15 +264,26 @@ def stein_check(
     out = validate_image(given, name="denoised micrograph")
     if out.shape != raw.shape:
         raise InputError(f"raw {raw.shape} and denoised {out.shape} micrographs differ in shape.")
-    probe, noise_var = noise_probe(raw.shape, noise_patches, seed=seed)
-    shifted = validate_image(denoise((raw + epsilon * probe).astype(np.float32)), name="denoised micrograph")
+    if not n_probes >= 1:
+        raise InputError(f"n_probes={n_probes}: must be at least 1.")
     out = out.astype(np.float64)
-    divergence = float(np.mean(probe * (shifted.astype(np.float64) - out)) / epsilon)
+    divergences = []
+    for k in range(int(n_probes)):
+        probe, noise_var = noise_probe(raw.shape, noise_patches, seed=seed + k)
+        shifted = validate_image(
+            denoise((raw + epsilon * probe).astype(np.float32)), name="denoised micrograph"
+        )
+        divergences.append(float(np.mean(probe * (shifted.astype(np.float64) - out)) / epsilon))
+    divergence = float(np.mean(divergences))
     y, d = raw - raw.mean(), out - out.mean()
     signal_var = float(y.var() - noise_var)
     cov_signal = float(np.mean(y * d)) - divergence
     var_d = float(d.var())
     score = cov_signal / np.sqrt(var_d) if var_d > 0 else 0.0  # a blank output follows nothing
+    spread = float(np.std(divergences, ddof=1) / np.sqrt(len(divergences))) if n_probes > 1 else float("nan")
+    score_se = spread / np.sqrt(var_d) if var_d > 0 else 0.0
     correlation = score / np.sqrt(signal_var) if signal_var > 0 else float("nan")
     mse = float(np.mean((raw - out) ** 2) - noise_var + 2 * divergence)
-    return SteinCheck(float(score), float(correlation), mse, divergence, noise_var, signal_var)
+    return SteinCheck(
+        float(score), float(correlation), mse, divergence, noise_var, signal_var, float(score_se)
+    )

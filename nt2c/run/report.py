@@ -240,10 +240,11 @@ def _markdown(summary: dict) -> str:
     checks = summary.get("selfcheck") or {}
     if checks:
         lines += [
-            "Self-check (no ground truth needed; `nt2c.evaluation.selfcheck`): Stein's estimate of each "
-            "output's correlation with the clean signal, from the extracted noise patches (the higher, the "
-            "better; the model with the higher Stein score is the better one), and the residual mismatch, "
-            "how far `raw - denoised` is from the noise spectrum (0 dB = like the noise; a diagnostic).",
+            "Self-check (no ground truth needed; `nt2c.evaluation.selfcheck`): the residual mismatch, "
+            "how far `raw - denoised` is from the noise spectrum (0 dB = like the noise), and Stein's "
+            "estimate of each output's correlation with the clean signal, from the extracted noise patches. "
+            "Fine is the better model where its residual mismatch is lower and its Stein score is not lower "
+            "by more than twice the score's standard error (`nt2c.run.delivery`).",
             "",
             "| micrograph | fine: est. r | coarse: est. r | fine: residual (dB) | coarse: residual (dB) "
             "| better |",
