@@ -29,7 +29,19 @@ import numpy as np
 from nt2c.errors import InputError
 from nt2c.simulation.ctf import ctf_gamma
 
-__all__ = ["CtfEstimate", "power_spectrum", "fit_ctf", "fit_defocus_1d", "read_ctffind4", "read_relion_ctf"]
+__all__ = [
+    "DEFOCUS_RANGE_UM",
+    "CtfEstimate",
+    "power_spectrum",
+    "fit_ctf",
+    "fit_defocus_1d",
+    "read_ctffind4",
+    "read_relion_ctf",
+]
+
+
+#: Default underfocus search range of :func:`fit_ctf` (um).
+DEFOCUS_RANGE_UM = (0.3, 6.0)
 
 
 @dataclass(frozen=True)
@@ -198,7 +210,7 @@ def fit_ctf(
     voltage_kV: float,
     cs_mm: float,
     amplitude_contrast: float,
-    defocus_range_um: tuple[float, float] = (0.3, 6.0),
+    defocus_range_um: tuple[float, float] = DEFOCUS_RANGE_UM,
     band_A: tuple[float, float] = (30.0, 5.0),
     box_px: int = 512,
     spectrum: np.ndarray | None = None,

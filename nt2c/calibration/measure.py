@@ -22,11 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nt2c.calibration.ctf_fit import CtfEstimate, fit_ctf, read_ctffind4, read_relion_ctf
+from nt2c.calibration.ctf_fit import DEFOCUS_RANGE_UM, CtfEstimate, fit_ctf, read_ctffind4, read_relion_ctf
 from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
 from nt2c.errors import InputError
 
-__all__ = ["calibrate_run", "describe_units"]
+__all__ = ["calibrate_run", "describe_units", "simulated_signal_noise", "SIGNAL_NOISE_MICROGRAPHS"]
+
+
+#: At most this many micrographs (spread over the run's list) measure the signal and noise variance: enough
+#: for the estimate, and bounded memory for runs of thousands of micrographs.
+SIGNAL_NOISE_MICROGRAPHS = 16
 
 
 def describe_units(image) -> str:
@@ -78,16 +83,20 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     """
     from nt2c.extraction.stage import list_micrographs
     from nt2c.io import read_image, read_mrc, write_json
+    from nt2c.run.micrographs import spread_evenly
 
     params = run.params()
     paths = list_micrographs(run)
     names = [Path(p).name for p in paths]
     given = _given(ctffind, relion, names)
-    images, rows = [], []
+    sampled = set(spread_evenly(names, SIGNAL_NOISE_MICROGRAPHS))
+    images, rows, units = {}, [], None
     for path, name in zip(paths, names):
         image, pixel_size = read_image(path)
         px = pixel_size or params.pixel_size_A
-        images.append(image)
+        units = units or describe_units(image)
+        if name in sampled:
+            images[name] = image
         box = min(box_px, 1 << int(np.log2(min(image.shape))))
         fit = fit_ctf(
             image,
@@ -104,9 +113,9 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
             "astigmatism_angle_deg": round(fit.astigmatism_angle_deg, 1),
             "fit_score": round(fit.score, 4),
             "in_params_range": params.defocus_um[0] <= fit.defocus_um <= params.defocus_um[1],
-            # a fit pinned at the edge of the search range (0.3-6 um) found no ring pattern inside it
-            "at_search_edge": min(fit.defocus_v_A, fit.defocus_u_A) <= 3000.0 * 1.01
-            or max(fit.defocus_u_A, fit.defocus_v_A) >= 60000.0 * 0.99,
+            # a fit pinned at the edge of the search range found no ring pattern inside it
+            "at_search_edge": min(fit.defocus_v_A, fit.defocus_u_A) <= DEFOCUS_RANGE_UM[0] * 1e4 * 1.01
+            or max(fit.defocus_u_A, fit.defocus_v_A) >= DEFOCUS_RANGE_UM[1] * 1e4 * 0.99,
         }
         if name in given:
             row["given_defocus_u_A"] = round(given[name].defocus_u_A, 1)
@@ -115,7 +124,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     patches_path = run.noise / "patches.mrcs"
     summary: dict = {
         "micrographs": len(paths),
-        "units": describe_units(images[0]),
+        "units": units,
         "defocus_um_params": list(params.defocus_um),
     }
     summary["defocus_um_fitted"] = [
@@ -128,7 +137,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     if patches_path.is_file():
         noise = read_mrc(patches_path)[0]
         noise = noise[None] if noise.ndim == 2 else noise
-        measured = measure_signal_noise(images, noise, names=names)
+        measured = measure_signal_noise(list(images.values()), noise, names=list(images))
         for row in rows:
             row["noise_to_signal"] = measured.per_micrograph.get(row["micrograph"])
         summary.update(
@@ -136,7 +145,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
             noise_variance=measured.noise_variance,
             signal_variance=measured.signal_variance,
             noise_to_signal=measured.nsr,
-            simulated_noise_to_signal=_simulated_nsr(run, measured.tile_px),
+            simulated_noise_to_signal=simulated_signal_noise(run, measured.tile_px)[1],
         )
     else:
         summary["noise_to_signal"] = None
@@ -146,22 +155,38 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     _write_rows(out / "calibration.csv", rows)
     write_json(out / "calibration.json", summary)
     if noise is not None:
-        _spectra_figure(out / "spectra.png", run, images[0], noise, summary, params.pixel_size_A)
+        _spectra_figure(
+            out / "spectra.png", run, next(iter(images.values())), noise, summary, params.pixel_size_A
+        )
     return summary
 
 
-def _simulated_nsr(run, tile_px: int) -> float | None:
+def simulated_signal_noise(run, tile_px: int) -> tuple[float | None, float | None]:
+    """Signal variance and noise-to-signal ratio of the run's simulated micrographs, on ``tile_px`` tiles.
+
+    Measured on ``RUN/simulated/mic_????_clean.mrc`` (signal) and ``mic_????.mrc`` minus it (noise), alike to
+    :func:`nt2c.calibration.signal_noise.measure_signal_noise` on the user's micrographs.
+
+    Returns
+    -------
+    signal_variance : float or None
+        Mean within-tile variance of the clean micrographs (simulator units squared); None without any.
+    noise_to_signal : float or None
+        Noise variance over signal variance; None without a noisy micrograph beside a clean one.
+    """
     from nt2c.io import read_image
 
     signal, noise = [], []
     for clean_path in sorted(run.simulated.glob("mic_????_clean.mrc")):
-        noisy_path = clean_path.with_name(clean_path.name.replace("_clean", ""))
-        if not noisy_path.is_file():
-            continue
         clean = read_image(clean_path)[0]
         signal.append(tile_variances(clean, tile_px).mean())
-        noise.append(tile_variances(read_image(noisy_path)[0] - clean, tile_px).mean())
-    return float(np.mean(noise) / np.mean(signal)) if signal and np.mean(signal) > 0 else None
+        noisy_path = clean_path.with_name(clean_path.name.replace("_clean", ""))
+        if noisy_path.is_file():
+            noise.append(tile_variances(read_image(noisy_path)[0] - clean, tile_px).mean())
+    if not signal:
+        return None, None
+    s2 = float(np.mean(signal))
+    return s2, (float(np.mean(noise)) / s2 if noise and s2 > 0 else None)
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:

@@ -182,6 +182,33 @@ class SteinCheck:
     score_standard_error: float = float("nan")
 
 
+def _probe_spectrum(shape: tuple[int, int], noise_patches) -> tuple[np.ndarray, float]:
+    """Interpolate the noise patches' 2-D power spectrum on a ``shape`` grid, scaled to their variance."""
+    from scipy import ndimage
+
+    noise = validate_image(noise_patches, name="noise patches", ndim=3).astype(np.float64)
+    n, h, w = noise.shape
+    centred = noise - noise.mean(axis=(1, 2), keepdims=True)
+    power = np.fft.fftshift((np.abs(np.fft.fft2(centred)) ** 2).mean(axis=0) / (h * w))
+    cy, cx = h // 2, w // 2  # the zero frequency, emptied by the centring: its neighbours' mean
+    power[cy, cx] = np.mean(
+        [power[cy - 1, cx], power[(cy + 1) % h, cx], power[cy, cx - 1], power[cy, (cx + 1) % w]]
+    )
+    ny, nx = shape
+    fy, fx = np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij")
+    # the 2-D spectrum (anisotropy such as detector banding kept), interpolated on the micrograph's grid
+    spectrum = ndimage.map_coordinates(power, [fy * h + cy, fx * w + cx], order=1, mode="grid-wrap")
+    noise_variance = float(noise.var(axis=(1, 2)).mean())
+    if not spectrum.mean() > 0:
+        raise InputError("the noise patches are constant: no noise to draw a probe from.")
+    return spectrum * (noise_variance / spectrum.mean()), noise_variance
+
+
+def _draw_probe(spectrum: np.ndarray, seed: int) -> np.ndarray:
+    white = np.random.default_rng(seed).standard_normal(spectrum.shape)
+    return np.fft.ifft2(np.fft.fft2(white) * np.sqrt(spectrum)).real
+
+
 def noise_probe(shape: tuple[int, int], noise_patches, *, seed: int = 0) -> tuple[np.ndarray, float]:
     """Draw a Gaussian field with the noise patches' 2-D power spectrum.
 
@@ -200,27 +227,8 @@ def noise_probe(shape: tuple[int, int], noise_patches, *, seed: int = 0) -> tupl
         The per-pixel variance of the noise: the patches' mean variance, which the probe's spectrum is
         scaled to.
     """
-    from scipy import ndimage
-
-    noise = validate_image(noise_patches, name="noise patches", ndim=3).astype(np.float64)
-    n, h, w = noise.shape
-    centred = noise - noise.mean(axis=(1, 2), keepdims=True)
-    power = np.fft.fftshift((np.abs(np.fft.fft2(centred)) ** 2).mean(axis=0) / (h * w))
-    cy, cx = h // 2, w // 2  # the zero frequency, emptied by the centring: its neighbours' mean
-    power[cy, cx] = np.mean(
-        [power[cy - 1, cx], power[(cy + 1) % h, cx], power[cy, cx - 1], power[cy, (cx + 1) % w]]
-    )
-    ny, nx = shape
-    fy, fx = np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij")
-    # the 2-D spectrum (anisotropy such as detector banding kept), interpolated on the micrograph's grid
-    spectrum = ndimage.map_coordinates(power, [fy * h + cy, fx * w + cx], order=1, mode="grid-wrap")
-    noise_variance = float(noise.var(axis=(1, 2)).mean())
-    if not spectrum.mean() > 0:
-        raise InputError("the noise patches are constant: no noise to draw a probe from.")
-    spectrum *= noise_variance / spectrum.mean()
-    white = np.random.default_rng(seed).standard_normal((ny, nx))
-    probe = np.fft.ifft2(np.fft.fft2(white) * np.sqrt(spectrum)).real
-    return probe, noise_variance
+    spectrum, noise_variance = _probe_spectrum(shape, noise_patches)
+    return _draw_probe(spectrum, seed), noise_variance
 
 
 def stein_check(
@@ -267,9 +275,10 @@ def stein_check(
     if not n_probes >= 1:
         raise InputError(f"n_probes={n_probes}: must be at least 1.")
     out = out.astype(np.float64)
+    spectrum, noise_var = _probe_spectrum(raw.shape, noise_patches)
     divergences = []
     for k in range(int(n_probes)):
-        probe, noise_var = noise_probe(raw.shape, noise_patches, seed=seed + k)
+        probe = _draw_probe(spectrum, seed + k)
         shifted = validate_image(
             denoise((raw + epsilon * probe).astype(np.float32)), name="denoised micrograph"
         )

@@ -308,15 +308,15 @@ def reweight_stage(run, settings, params) -> list[Path]:
     return paths
 
 
-def calibrated_noise_scale(run, noise_patches, *, max_micrographs: int = 16) -> tuple[float | None, dict]:
+def calibrated_noise_scale(run, noise_patches) -> tuple[float | None, dict]:
     """Measure the noise scale of ``"calibrated"`` pairs: the data's noise-to-signal ratio on the simulation.
 
-    The user's micrographs (up to ``max_micrographs``, spread over the run's list) and their noise patches
-    give the signal variance ``s2_data`` in the data's units (:func:`nt2c.calibration.signal_noise
-    .measure_signal_noise`); the simulated clean micrographs ``RUN/simulated/mic_????_clean.mrc``, measured
-    on tiles of the same side, give ``s2_sim`` in the simulator's. A noise patch ``V`` (data units) times
-    ``sqrt(s2_sim / s2_data)`` is then noise of the data's amplitude relative to the simulated signal. Also
-    writes ``RUN/calibration/signal_noise.json``.
+    The user's micrographs (up to :data:`nt2c.calibration.measure.SIGNAL_NOISE_MICROGRAPHS`, spread over the
+    run's list) and their noise patches give the signal variance ``s2_data`` in the data's units
+    (:func:`nt2c.calibration.signal_noise.measure_signal_noise`); the simulated micrographs, measured alike
+    (:func:`nt2c.calibration.measure.simulated_signal_noise`), give ``s2_sim`` in the simulator's. A noise
+    patch ``V`` (data units) times ``sqrt(s2_sim / s2_data)`` is then noise of the data's amplitude relative
+    to the simulated signal. Also writes ``RUN/calibration/signal_noise.json``.
 
     Returns
     -------
@@ -325,27 +325,19 @@ def calibrated_noise_scale(run, noise_patches, *, max_micrographs: int = 16) -> 
     record : dict
         What was measured (JSON-ready), with ``why`` when ``noise_scale`` is None.
     """
-    from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
+    from nt2c.calibration.measure import SIGNAL_NOISE_MICROGRAPHS, simulated_signal_noise
+    from nt2c.calibration.signal_noise import measure_signal_noise
     from nt2c.extraction.stage import list_micrographs
     from nt2c.io import read_image
+    from nt2c.run.micrographs import spread_evenly
 
-    paths = list_micrographs(run)
-    if len(paths) > max_micrographs:
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_micrographs).round().astype(int)]
+    paths = spread_evenly(list_micrographs(run), SIGNAL_NOISE_MICROGRAPHS)
     images = [read_image(p)[0] for p in paths]
     measured = measure_signal_noise(images, noise_patches, names=[Path(p).name for p in paths])
     t = measured.tile_px
-    clean_paths = sorted(run.simulated.glob("mic_????_clean.mrc"))
-    if not clean_paths:
+    s2_sim, nsr_sim = simulated_signal_noise(run, t)
+    if s2_sim is None:
         raise StageError(f"no simulated clean micrograph in {run.simulated}; run `nt2c simulate` first.")
-    sim_signal, sim_noise = [], []
-    for clean_path in clean_paths:
-        clean = read_image(clean_path)[0]
-        sim_signal.append(tile_variances(clean, t).mean())
-        noisy_path = clean_path.with_name(clean_path.name.replace("_clean", ""))
-        if noisy_path.is_file():
-            sim_noise.append(tile_variances(read_image(noisy_path)[0] - clean, t).mean())
-    s2_sim = float(np.mean(sim_signal))
     record = {
         "tile_px": t,
         "micrographs": [str(p) for p in paths],
@@ -355,7 +347,7 @@ def calibrated_noise_scale(run, noise_patches, *, max_micrographs: int = 16) -> 
         "noise_to_signal": measured.nsr,
         "noise_to_signal_per_micrograph": measured.per_micrograph,
         "simulated_signal_variance": s2_sim,
-        "simulated_noise_to_signal": float(np.mean(sim_noise)) / s2_sim if sim_noise and s2_sim > 0 else None,
+        "simulated_noise_to_signal": nsr_sim,
     }
     scale = None
     if measured.nsr is None:

@@ -124,13 +124,11 @@ def _self_checks(run: RunDir, outputs: dict[str, dict[Path, Path]], settings) ->
     from nt2c.evaluation.selfcheck import residual_mismatch_dB, stein_check
     from nt2c.io import read_image, read_json, read_mrc, write_json
     from nt2c.run.batch import denoise_settings
+    from nt2c.run.micrographs import spread_evenly
 
     noise, _ = read_mrc(run.noise / "patches.mrcs")
     noise = noise[None] if noise.ndim == 2 else noise
-    both = [m for m in outputs["fine"] if m in outputs["coarse"]]
-    if len(both) > SELFCHECK_MAX_MICROGRAPHS:
-        picks = np.linspace(0, len(both) - 1, SELFCHECK_MAX_MICROGRAPHS).round().astype(int)
-        both = [both[i] for i in sorted(set(picks))]
+    both = spread_evenly([m for m in outputs["fine"] if m in outputs["coarse"]], SELFCHECK_MAX_MICROGRAPHS)
     cache_path = run.report / "selfcheck.json"
     cache = read_json(cache_path) if cache_path.is_file() else {}
     kwargs = {} if settings is None else dict(denoise_settings(settings))

@@ -28,8 +28,19 @@ __all__ = [
     "check_run_micrographs",
     "expand_micrographs",
     "read_micrograph_list",
+    "spread_evenly",
     "write_micrograph_list",
 ]
+
+
+def spread_evenly(items: Sequence, n: int) -> list:
+    """Return at most ``n`` of ``items``, spread evenly over the list (first and last included), in order."""
+    items = list(items)
+    if len(items) <= n:
+        return items
+    step = (len(items) - 1) / (n - 1) if n > 1 else 0
+    return [items[round(k * step)] for k in range(n)]
+
 
 #: The run's micrograph lists: key -> file name in the run folder.
 LISTS = {"micrographs": "micrographs.txt", "heldout": "heldout.txt"}
