@@ -41,6 +41,7 @@ __all__ = [
     "SimulateConfig",
     "CoarseTrainConfig",
     "ExtractConfig",
+    "CalibrateConfig",
     "GanConfig",
     "ReweightConfig",
     "FineTrainConfig",
@@ -200,8 +201,8 @@ class SimulateConfig(_StageModel):
     )
     defocus_source: Literal["params", "calibration"] = Field(
         "params",
-        description="defocus of the training micrographs: drawn from params.defocus_um, or the defoci `nt2c "
-        "calibrate` fitted to your micrographs (RUN/calibration/calibration.csv)",
+        description="defocus of the training micrographs: drawn from params.defocus_um, or the defoci fitted "
+        "to your micrographs (RUN/calibration/defocus.csv, fitted before simulating)",
     )
 
 
@@ -307,6 +308,17 @@ class GanConfig(_StageModel):
     spatial_latent: bool = Field(
         False, description="latent_dim values per (d/16)^2 grid cell instead of one vector (not in the paper)"
     )
+
+
+class CalibrateConfig(_StageModel):
+    """Stage ``calibrate``: the micrographs measured against the simulation (``RUN/calibration/``)."""
+
+    ctffind: str | None = Field(
+        None,
+        description="a CTFFIND4 output text file, one line per micrograph of the run, listed beside the fits",
+    )
+    relion: str | None = Field(None, description="RELION micrographs_ctf.star, listed beside the fits")
+    box_px: int = Field(512, ge=64, le=4096, description="tile side of the power spectra (px)")
 
 
 class ReweightConfig(_StageModel):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nt2c.calibration import fit_ctf, fit_defocus_1d, read_ctffind4, read_relion_ctf
+from nt2c.calibration import fit_ctf, fit_defocus_1d, normalise_rings, read_ctffind4, read_relion_ctf
 from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
 from nt2c.errors import InputError
 from nt2c.reweighting import fit_coefficients, reweight_pairs
@@ -52,6 +52,34 @@ def test_one_dimensional_fit_recovers_the_defocus_of_a_ctf_profile():
     profile += np.random.default_rng(0).normal(0, 0.3, k.size)
     df, score = fit_defocus_1d(k, profile, voltage_kV=200, cs_mm=1.4, amplitude_contrast=0.1)
     assert df == pytest.approx(23456.0, rel=0.005) and score > 0.5
+
+
+def test_fit_agrees_with_ctffind4_on_its_example(shared_data):
+    """nt2c's 1-D fit of CTFFIND4's own rotational average within 2 % of CTFFIND4's mean defocus (issue)."""
+    stem = shared_data / "real" / "relion_tutorial_EMPIAR-10204_20170629_00023_PS"
+    (reference,) = read_ctffind4(f"{stem}.txt")
+    avrot = np.loadtxt(f"{stem}_avrot.txt")
+    k = avrot[0]
+    band = (k >= 1 / 30) & (k <= 1 / 5)
+    df, _ = fit_defocus_1d(
+        k[band],
+        normalise_rings(avrot[2])[band],
+        voltage_kV=200.0,
+        cs_mm=1.4,
+        amplitude_contrast=0.1,
+        weights=k[band],
+    )
+    assert df == pytest.approx(0.5 * (reference.defocus_u_A + reference.defocus_v_A), rel=0.02)
+
+
+def test_normalise_rings_gives_unit_local_amplitude():
+    x = np.arange(400.0)
+    profile = 50.0 * np.exp(-x / 100) + np.exp(-x / 150) * np.sin(x / 3.0)
+    flat = normalise_rings(profile)
+    inner = flat[40:360]
+    assert abs(inner.mean()) < 0.2 and np.sqrt((inner**2).mean()) == pytest.approx(1.0, abs=0.15)
+    # the faint rings at the far end count as much as the strong ones near the start
+    assert np.sqrt((flat[300:360] ** 2).mean()) == pytest.approx(np.sqrt((flat[40:100] ** 2).mean()), rel=0.2)
 
 
 def test_ctffind4_and_relion_files_are_read(tmp_path, shared_data):
@@ -110,6 +138,18 @@ def test_signal_and_noise_variance_of_a_known_field():
     assert sn.noise_variance == pytest.approx(truth_noise, rel=0.05)
     assert sn.nsr == pytest.approx(truth_noise / truth_signal, rel=0.2)
     assert set(sn.per_micrograph) == {"a"}
+
+
+def test_patches_from_the_quiet_part_of_non_uniform_noise_are_caught():
+    """Noise twice as strong on one side; patches cut on the quiet side: not measurable, and why."""
+    signal, mic, patches = _field(signal_std=0.8)
+    ramp = np.linspace(1.0, 2.0, mic.shape[1])[None, :]
+    noisy = signal + (mic - signal) * ramp  # the noise of the micrograph grows to twice its level
+    representative = measure_signal_noise([mic], patches)
+    assert representative.noise_level_ratio == pytest.approx(1.0, abs=0.05) and representative.nsr is not None
+    biased = measure_signal_noise([noisy], patches)  # patches at the quiet side's level (ramp 1)
+    assert biased.noise_level_ratio > 1.5
+    assert biased.nsr is None and "noise patches' level differs" in biased.why_not_measurable()
 
 
 def test_a_signal_below_the_noise_estimate_is_not_measurable():

@@ -62,7 +62,7 @@ def test_parser_object():
 
 
 @pytest.mark.parametrize(
-    "name", ["simulate", "train-coarse", "extract-noise", "train-gan", "reweight", "train-fine"]
+    "name", ["simulate", "train-coarse", "extract-noise", "calibrate", "train-gan", "reweight", "train-fine"]
 )
 def test_stage_commands_on_a_bad_run_folder_exit_2_with_one_line(name, tmp_path, capsys):
     not_a_folder = tmp_path / "run"

@@ -240,9 +240,23 @@ def test_blending_keeps_variance_and_short_range_correlation_without_seams():
         a = a - a.mean()
         return float(np.mean(a[:, :, :-lag] * a[:, :, lag:]) / np.mean(a * a))
 
+    centred = coloured - coloured.mean(axis=(1, 2), keepdims=True)  # the blend centres each patch on its mean
     for lag in (1, 2, 4):
-        assert acf(blended, lag) == pytest.approx(acf(coloured, lag), abs=0.02)
-    assert blended.std() == pytest.approx(coloured.std(), rel=0.03)
+        assert acf(blended, lag) == pytest.approx(acf(centred, lag), abs=0.02)
+    assert blended.std() == pytest.approx(centred.std(), rel=0.03)
+
+
+def test_blending_ignores_each_patchs_own_level():
+    """Patches cut where the ice is thicker or the gain higher differ in level: no window-shaped bumps."""
+    d, size = 32, 80
+    k = tiles_per_axis(size, d) ** 2
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0.0, 1.0, size=(50 * k, d, d)).astype(np.float32)
+    levels = rng.normal(5.0, 10.0, size=(50 * k, 1, 1)).astype(np.float32)
+    fields = blend_noise_patches(noise + levels, size)
+    assert fields.mean() == pytest.approx(float(levels.mean()), abs=0.01)
+    within = fields - fields.mean(axis=(1, 2), keepdims=True)
+    assert within.var() == pytest.approx(1.0, rel=0.05)  # not 1 + 100: the levels are not blended in
 
 
 def test_blending_rejects_bad_input():

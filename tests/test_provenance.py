@@ -74,6 +74,7 @@ def test_changed_upstream_reruns_everything_downstream(fake_stages):
         "simulate": True,
         "train-coarse": True,
         "extract-noise": True,
+        "calibrate": False,
         "train-gan": False,
         "reweight": False,
         "train-fine": False,
@@ -227,7 +228,7 @@ def test_train_coarse_command_settings_survive_nt2c_run_stages(fake_stages, caps
     calls.clear()
     for name in stages.PIPELINE_STAGES:  # what `nt2c run --out R` does
         stages.run_stage(name, run, profile="smoke", seed=0, device="cpu")
-    assert calls == ["extract-noise", "train-gan", "reweight", "train-fine"]  # after the new coarse model
+    assert calls == ["extract-noise", "calibrate", "train-gan", "reweight", "train-fine"]  # new coarse model
     assert run.read_stamp("train-coarse")["settings"]["steps"] == 6
     capsys.readouterr()
     assert main(["run", "--out", str(run.path), "--profile", "quick"]) == 2

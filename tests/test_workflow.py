@@ -53,7 +53,12 @@ def test_run_completes_on_the_embedded_default(smoke_run):
     delivered = report["delivered"]
     assert delivered["model"] in ("fine", "coarse") and "self-check" in delivered["reason"]
     assert set(report["selfcheck"]) == {m.name for m in micrographs + heldout} | {"mean"}
-    assert (smoke_run / "report" / "report.md").read_text().startswith("# NT2C run report")
+    text = (smoke_run / "report" / "report.md").read_text()
+    assert text.startswith("# NT2C run report")
+    # the calibrate stage ran in the pipeline and the report shows what it found, with its figure
+    assert report["calibration"]["micrographs"] == len(micrographs)
+    assert "## Calibration" in text and "defocus fitted" in text
+    assert (smoke_run / "calibration" / "spectra.png").is_file()
 
 
 def test_second_invocation_does_no_work(smoke_run):
@@ -134,7 +139,7 @@ def test_set_overrides_one_stage_setting_and_reruns_only_that_stage(smoke_run, t
     assert main(argv) == 0
     assert RunDir(run_path).read_stamp("train-fine")["settings"]["steps"] == 3
     assert {k: v for k, v in _stamp_times(run_path).items() if k != "train-fine.json"} == kept
-    assert "[6/6] train-fine: done" in capsys.readouterr().err
+    assert "[7/7] train-fine: done" in capsys.readouterr().err
     for bad, match in (
         ("train-fine.stepz=3", "stepz"),
         ("fine.steps=3", "unknown stage"),
@@ -243,7 +248,7 @@ def test_set_extraction_setting_reruns_gan_pairs_fine_model_and_denoising(smoke_
         echo=lambda x: None,
     )
     assert len((run.noise / "patches.csv").read_text().splitlines()) < n_before
-    assert result.stages_run == ["extract-noise", "reweight", "train-fine"]  # patches noise: no GAN
+    assert result.stages_run == ["extract-noise", "calibrate", "reweight", "train-fine"]  # no GAN: patches
     fine_after = file_sha256(run.models / "fine.safetensors")
     assert fine_after != fine_before
     fine_outputs = [p for p in result.newly_denoised if "fine" in p.parts]
@@ -276,7 +281,7 @@ def test_bad_micrograph_is_skipped_and_the_repaired_one_taken_in(smoke_run, tmp_
     assert main(argv) == 2  # bad input, but the good micrographs are done and the run is not locked
     err = capsys.readouterr().err
     assert sum("broken.mrc" in line for line in err.splitlines() if line.startswith("skipping")) == 1
-    assert "Traceback" not in err and "[6/6] train-fine: complete, skipped" in err
+    assert "Traceback" not in err and "[7/7] train-fine: complete, skipped" in err
     assert read_micrograph_list(run) == good
     assert "# skipped: " in (run_path / "micrographs.txt").read_text()
     assert str(broken.resolve()) in read_json(run_path / "run.json")["skipped_micrographs"]
@@ -400,7 +405,7 @@ def test_units_are_described():
 
 
 def test_simulation_can_take_the_calibrated_defoci(smoke_run, tmp_path):
-    """`simulate.defocus_source=calibration` simulates at the fitted defoci and re-runs when they change."""
+    """`simulate.defocus_source=calibration` simulates at the fitted defoci, fitting them first if needed."""
     from nt2c.cli import main
     from nt2c.io import read_json
     from nt2c.simulation.stage import read_calibrated_defoci
@@ -408,7 +413,8 @@ def test_simulation_can_take_the_calibrated_defoci(smoke_run, tmp_path):
     run_path = tmp_path / "cal"
     shutil.copytree(smoke_run, run_path)
     assert main(["calibrate", "--run", str(run_path), "--box", "128"]) == 0
-    fitted = read_calibrated_defoci(run_path / "calibration" / "calibration.csv")
+    table = run_path / "calibration" / "defocus.csv"
+    fitted = read_calibrated_defoci(table)
     from nt2c.run.stages import run_stage
 
     run_stage("simulate", run_path, profile="smoke", device="cpu", defocus_source="calibration")
@@ -416,9 +422,22 @@ def test_simulation_can_take_the_calibrated_defoci(smoke_run, tmp_path):
     assert meta["defocus_um"] == pytest.approx(fitted[0][0], rel=1e-6)
     assert read_json(run_path / "test" / "mic_0000.json")["defocus_um"] != pytest.approx(fitted[0][0])
     stamp = read_json(run_path / "stamps" / "simulate.json")
-    assert str(run_path / "calibration" / "calibration.csv") in stamp["inputs"]["files"]
-    (run_path / "calibration" / "calibration.csv").unlink()
-    with pytest.raises(Exception, match="nt2c calibrate"):
+    assert str(table) in stamp["inputs"]["files"]
+    # no table yet (a new run): simulate fits the defoci first (at the default 512 px box, capped by the size)
+    before = table.read_bytes()
+    table.unlink()
+    run_stage("simulate", run_path, profile="smoke", device="cpu", defocus_source="calibration", force=True)
+    assert table.is_file() and read_calibrated_defoci(table)
+    # refitting gives the same bytes: the simulation is then up to date (no endless re-simulation)
+    assert main(["calibrate", "--run", str(run_path), "--box", "128", "--force"]) == 0
+    assert table.read_bytes() == before
+    from nt2c.run.stages import stage_status
+
+    assert stage_status(run_path)["simulate"]  # the same defoci: nothing to simulate again
+    # without the user's micrographs there is nothing to fit
+    table.unlink()
+    (run_path / "micrographs.txt").unlink()
+    with pytest.raises(Exception, match="micrographs"):
         run_stage(
             "simulate", run_path, profile="smoke", device="cpu", defocus_source="calibration", force=True
         )

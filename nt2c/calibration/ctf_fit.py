@@ -5,9 +5,12 @@ its Thon rings show. :func:`fit_ctf` measures it the way CTFFIND4 does in outlin
 
 1. the micrograph's power spectrum, averaged over overlapping Hann-windowed tiles (:func:`power_spectrum`);
 2. its square root with the slowly varying background removed (a wide radial smoothing of the rotational
-   average), inside a resolution band (default 30-5 A) where the rings carry the defocus;
-3. a 1-D search: the defocus whose ``CTF^2`` rotational profile correlates best with the background-subtracted
-   rotational average, over a grid (``defocus_step_A``) and refined;
+   average) and divided by the local ring amplitude (:func:`normalise_rings`), inside a resolution band
+   (default 30-5 A) where the rings carry the defocus: strong low-resolution rings and faint high-resolution
+   ones then count alike, per Fourier pixel;
+3. a 1-D search: the defocus whose ``CTF^2`` rotational profile correlates best with the normalised
+   rotational average, each ring weighted by its number of Fourier pixels (so the 1-D score is the 2-D one
+   averaged over angle), over a grid (``defocus_step_A``) and refined;
 4. a 2-D refinement of ``(defocus_u, defocus_v, angle)`` maximising the same correlation on the 2-D spectrum
    (Nelder-Mead from a few starting angles).
 
@@ -35,6 +38,7 @@ __all__ = [
     "power_spectrum",
     "fit_ctf",
     "fit_defocus_1d",
+    "normalise_rings",
     "read_ctffind4",
     "read_relion_ctf",
 ]
@@ -134,24 +138,51 @@ def _smooth_radial(k: np.ndarray, values: np.ndarray, bins: np.ndarray, width_bi
     return ndimage.gaussian_filter1d(profile, width_bins, mode="nearest"), which.reshape(k.shape)
 
 
+def normalise_rings(profile, *, width_bins: float = 8.0) -> np.ndarray:
+    """Remove a rotational profile's slow background and divide by its local ring amplitude.
+
+    Parameters
+    ----------
+    profile : array_like, shape (n,)
+        A rotational average of a power or amplitude spectrum, on evenly spaced frequencies.
+    width_bins : float
+        Width (bins, Gaussian sigma) of the running mean and running RMS; a few Thon-ring periods.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        ``(profile - mean) / rms``, both local: every band of rings has unit amplitude.
+    """
+    from scipy import ndimage
+
+    y = np.asarray(profile, dtype=np.float64)
+    flat = y - ndimage.gaussian_filter1d(y, width_bins, mode="nearest")
+    rms = np.sqrt(ndimage.gaussian_filter1d(flat * flat, width_bins, mode="nearest"))
+    return flat / np.maximum(rms, np.finfo(float).tiny)
+
+
 def _prepared(spectrum: np.ndarray, pixel_size_A: float, band_A: tuple[float, float]):
-    """Background-subtracted amplitude spectrum and the mask of the fitting band."""
+    """Background-subtracted amplitude spectrum at unit local ring amplitude, and the mask of the band."""
     box = spectrum.shape[0]
     k, theta = _grid(box, pixel_size_A)
     amplitude = np.sqrt(np.maximum(spectrum, 0.0))
     bins = np.linspace(0.0, k.max() + 1e-9, box // 2 + 2)
     background, which = _smooth_radial(k, amplitude, bins, width_bins=box / 64)
     flat = amplitude - background[which]
+    power, _ = _smooth_radial(k, flat * flat, bins, width_bins=box / 64)
+    flat = flat / np.sqrt(np.maximum(power[which], np.finfo(float).tiny))
     low, high = 1.0 / band_A[0], 1.0 / band_A[1]
     mask = (k >= low) & (k <= min(high, 0.5 / pixel_size_A))
     return k, theta, flat, mask
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    denom = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
+def _corr(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Pearson correlation of ``a`` and ``b``, optionally weighted."""
+    w = np.ones_like(a) if weights is None else weights
+    a = a - np.average(a, weights=w)
+    b = b - np.average(b, weights=w)
+    denom = math.sqrt(float((w * a * a).sum() * (w * b * b).sum()))
+    return float((w * a * b).sum() / denom) if denom > 0 else 0.0
 
 
 def fit_defocus_1d(
@@ -163,6 +194,7 @@ def fit_defocus_1d(
     amplitude_contrast: float,
     defocus_range_A: tuple[float, float] = (3000.0, 60000.0),
     defocus_step_A: float = 50.0,
+    weights=None,
 ) -> tuple[float, float]:
     """Fit one defocus to a background-subtracted rotational average of a power spectrum.
 
@@ -177,23 +209,31 @@ def fit_defocus_1d(
         Underfocus search range (A).
     defocus_step_A : float
         Grid step before the refinement (A).
+    weights : array_like, shape (n,), optional
+        Weight of each point in the correlation, e.g. the number of Fourier pixels on each ring (``~k``),
+        which makes the 1-D score the 2-D one averaged over angle. Default: equal weights.
 
     Returns
     -------
     defocus_A : float
     score : float
-        Correlation of ``CTF^2`` with ``profile`` at the fit.
+        (Weighted) correlation of ``CTF^2`` with ``profile`` at the fit.
     """
     from scipy.optimize import minimize_scalar
 
     k = np.asarray(k_A, dtype=np.float64)
     y = np.asarray(profile, dtype=np.float64)
-    if k.shape != y.shape or k.size < 8:
-        raise InputError("fit_defocus_1d needs matching frequency and profile arrays of at least 8 points.")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if k.shape != y.shape or k.size < 8 or (w is not None and w.shape != k.shape):
+        raise InputError(
+            "fit_defocus_1d needs matching frequency, profile (and weights) arrays of at least 8 points."
+        )
+    if w is not None and not ((w >= 0).all() and w.sum() > 0):
+        raise InputError("fit_defocus_1d: the weights must be non-negative and not all zero.")
     optics = {"voltage_kV": voltage_kV, "cs_mm": cs_mm, "amplitude_contrast": amplitude_contrast}
 
     def score(df: float) -> float:
-        return _corr(np.sin(ctf_gamma(k, df, **optics)) ** 2, y)
+        return _corr(np.sin(ctf_gamma(k, df, **optics)) ** 2, y, w)
 
     grid = np.arange(defocus_range_A[0], defocus_range_A[1] + defocus_step_A, defocus_step_A)
     scores = np.array([score(df) for df in grid])
@@ -259,6 +299,7 @@ def fit_ctf(
         sums[used] / counts[used],
         **optics,
         defocus_range_A=(defocus_range_um[0] * 1e4, defocus_range_um[1] * 1e4),
+        weights=counts[used],
     )
     # 2-D: astigmatism around the 1-D defocus
     kk, th, data = k[mask], theta[mask], flat[mask]

@@ -1,4 +1,7 @@
-"""``nt2c calibrate``: measure a run's micrographs against the simulation and write ``RUN/calibration/``.
+"""Stage ``calibrate``: measure a run's micrographs against the simulation and write ``RUN/calibration/``.
+
+It runs in ``nt2c run`` after ``extract-noise`` (it needs the noise patches), alone as ``nt2c calibrate --run
+RUN``, and is resumable like the other stages.
 
 What a user wants to know before trusting simulated training data, per micrograph and for the run:
 
@@ -26,7 +29,16 @@ from nt2c.calibration.ctf_fit import DEFOCUS_RANGE_UM, CtfEstimate, fit_ctf, rea
 from nt2c.calibration.signal_noise import measure_signal_noise, tile_variances
 from nt2c.errors import InputError
 
-__all__ = ["calibrate_run", "describe_units", "simulated_signal_noise", "SIGNAL_NOISE_MICROGRAPHS"]
+__all__ = [
+    "calibrate_run",
+    "calibrate_stage",
+    "fit_run_defoci",
+    "DEFOCUS_TABLE",
+    "describe_calibration",
+    "describe_units",
+    "simulated_signal_noise",
+    "SIGNAL_NOISE_MICROGRAPHS",
+]
 
 
 #: At most this many micrographs (spread over the run's list) measure the signal and noise variance: enough
@@ -46,6 +58,109 @@ def describe_units(image) -> str:
     if integral and lo >= 0:
         return f"non-negative integers (counts?; mean {a.mean():.3g} per pixel)"
     return f"floating-point values (mean {a.mean():.4g}, std {a.std():.4g}; gain-normalised or processed)"
+
+
+#: The defoci alone (``RUN/calibration/defocus.csv``): what ``simulate.defocus_source=calibration`` reads. It
+#: depends on the micrographs only, so fitting them again (a new noise extraction) leaves it byte-identical
+#: and the simulation is not redone.
+DEFOCUS_TABLE = "defocus.csv"
+DEFOCUS_COLUMNS = (
+    "micrograph",
+    "defocus_u_A",
+    "defocus_v_A",
+    "astigmatism_angle_deg",
+    "fit_score",
+    "at_search_edge",
+    "fit_error",
+)
+
+
+def _defocus_row(image, name: str, *, pixel_size_A: float, params, box_px: int) -> dict:
+    """One micrograph's CTF fit as a table row; ``fit_error`` says why when it cannot be fitted."""
+    box = min(box_px, 1 << int(np.log2(min(image.shape))))
+    try:
+        fit = fit_ctf(
+            image,
+            pixel_size_A=pixel_size_A,
+            voltage_kV=params.voltage_kV,
+            cs_mm=params.cs_mm,
+            amplitude_contrast=params.amplitude_contrast,
+            box_px=box,
+        )
+    except InputError as exc:  # e.g. a pixel size too coarse for the 30-5 A band: say so, go on
+        return {"micrograph": name, "fit_error": " ".join(str(exc).split())}
+    return {
+        "micrograph": name,
+        "defocus_u_A": round(fit.defocus_u_A, 1),
+        "defocus_v_A": round(fit.defocus_v_A, 1),
+        "astigmatism_angle_deg": round(fit.astigmatism_angle_deg, 1),
+        "fit_score": round(fit.score, 4),
+        "in_params_range": params.defocus_um[0] <= fit.defocus_um <= params.defocus_um[1],
+        # a fit pinned at the edge of the search range found no ring pattern inside it
+        "at_search_edge": min(fit.defocus_v_A, fit.defocus_u_A) <= DEFOCUS_RANGE_UM[0] * 1e4 * 1.01
+        or max(fit.defocus_u_A, fit.defocus_v_A) >= DEFOCUS_RANGE_UM[1] * 1e4 * 0.99,
+    }
+
+
+def fit_run_defoci(run, *, box_px: int = 512) -> Path:
+    """Fit every micrograph of the run and write ``RUN/calibration/defocus.csv`` (the defoci alone).
+
+    What the simulation needs before the rest of the calibration can run (that needs the noise patches,
+    which need a coarse model trained on the simulation): ``simulate.defocus_source=calibration`` calls it
+    when the table is missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The table.
+    """
+    from nt2c.extraction.stage import list_micrographs
+    from nt2c.io import read_image
+
+    params = run.params()
+    rows = []
+    for path in list_micrographs(run):
+        image, pixel_size = read_image(path)
+        row = _defocus_row(
+            image,
+            Path(path).name,
+            pixel_size_A=pixel_size or params.pixel_size_A,
+            params=params,
+            box_px=box_px,
+        )
+        rows.append({k: row[k] for k in DEFOCUS_COLUMNS if k in row})
+    out = run.path / "calibration"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rows(out / DEFOCUS_TABLE, rows)
+    return out / DEFOCUS_TABLE
+
+
+def describe_calibration(summary: dict) -> str:
+    """Say in a few lines what the calibration found (``calibration.json``)."""
+    lines = [f"{summary['micrographs']} micrographs; units: {summary['units']}"]
+    fitted = summary.get("defocus_um_fitted")
+    lo, hi = summary["defocus_um_params"]
+    if fitted:
+        lines.append(
+            f"defocus fitted {fitted[0]}-{fitted[1]} um (params.yaml: {lo}-{hi} um; "
+            f"{summary['outside_params_range']} outside; {summary['fits_at_search_edge']} fits at the edge "
+            "of the 0.3-6 um search range, i.e. no ring pattern found)"
+        )
+    if summary.get("fits_failed"):
+        lines.append(
+            f"{summary['fits_failed']} micrographs could not be fitted (see calibration.csv, fit_error)"
+        )
+    nsr = summary.get("noise_to_signal")
+    if nsr is not None:
+        sim = summary.get("simulated_noise_to_signal")
+        lines.append(
+            f"noise-to-signal variance ratio {nsr:.3g} (the simulator's: "
+            f"{'n/a' if sim is None else f'{sim:.3g}'}); noise variance {summary['noise_variance']:.4g}"
+        )
+    else:
+        why = summary.get("why_no_noise_to_signal", "the signal does not stand out of the noise")
+        lines.append(f"noise-to-signal ratio: not measurable ({why})")
+    return "\n".join(lines)
 
 
 def _given(ctffind: str | None, relion: str | None, names: list[str]) -> dict[str, CtfEstimate]:
@@ -97,26 +212,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
         units = units or describe_units(image)
         if name in sampled:
             images[name] = image
-        box = min(box_px, 1 << int(np.log2(min(image.shape))))
-        fit = fit_ctf(
-            image,
-            pixel_size_A=px,
-            voltage_kV=params.voltage_kV,
-            cs_mm=params.cs_mm,
-            amplitude_contrast=params.amplitude_contrast,
-            box_px=box,
-        )
-        row = {
-            "micrograph": name,
-            "defocus_u_A": round(fit.defocus_u_A, 1),
-            "defocus_v_A": round(fit.defocus_v_A, 1),
-            "astigmatism_angle_deg": round(fit.astigmatism_angle_deg, 1),
-            "fit_score": round(fit.score, 4),
-            "in_params_range": params.defocus_um[0] <= fit.defocus_um <= params.defocus_um[1],
-            # a fit pinned at the edge of the search range found no ring pattern inside it
-            "at_search_edge": min(fit.defocus_v_A, fit.defocus_u_A) <= DEFOCUS_RANGE_UM[0] * 1e4 * 1.01
-            or max(fit.defocus_u_A, fit.defocus_v_A) >= DEFOCUS_RANGE_UM[1] * 1e4 * 0.99,
-        }
+        row = _defocus_row(image, name, pixel_size_A=px, params=params, box_px=box_px)
         if name in given:
             row["given_defocus_u_A"] = round(given[name].defocus_u_A, 1)
             row["given_defocus_v_A"] = round(given[name].defocus_v_A, 1)
@@ -127,12 +223,12 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
         "units": units,
         "defocus_um_params": list(params.defocus_um),
     }
-    summary["defocus_um_fitted"] = [
-        round(min(0.5 * (r["defocus_u_A"] + r["defocus_v_A"]) for r in rows) * 1e-4, 3),
-        round(max(0.5 * (r["defocus_u_A"] + r["defocus_v_A"]) for r in rows) * 1e-4, 3),
-    ]
-    summary["outside_params_range"] = sum(not r["in_params_range"] for r in rows)
-    summary["fits_at_search_edge"] = sum(r["at_search_edge"] for r in rows)
+    fitted = [r for r in rows if "fit_error" not in r]
+    means_um = [0.5 * (r["defocus_u_A"] + r["defocus_v_A"]) * 1e-4 for r in fitted]
+    summary["defocus_um_fitted"] = [round(min(means_um), 3), round(max(means_um), 3)] if fitted else None
+    summary["outside_params_range"] = sum(not r["in_params_range"] for r in fitted)
+    summary["fits_at_search_edge"] = sum(r["at_search_edge"] for r in fitted)
+    summary["fits_failed"] = len(rows) - len(fitted)
     noise = None
     if patches_path.is_file():
         noise = read_mrc(patches_path)[0]
@@ -145,20 +241,38 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
             noise_variance=measured.noise_variance,
             signal_variance=measured.signal_variance,
             noise_to_signal=measured.nsr,
+            noise_level_ratio=round(measured.noise_level_ratio, 4),
             simulated_noise_to_signal=simulated_signal_noise(run, measured.tile_px)[1],
         )
+        if measured.nsr is None:
+            summary["why_no_noise_to_signal"] = measured.why_not_measurable()
     else:
         summary["noise_to_signal"] = None
         summary["why_no_noise_to_signal"] = f"{patches_path} is missing: run `nt2c extract-noise` first"
     out = run.path / "calibration"
     out.mkdir(parents=True, exist_ok=True)
     _write_rows(out / "calibration.csv", rows)
+    _write_rows(out / DEFOCUS_TABLE, [{k: r[k] for k in DEFOCUS_COLUMNS if k in r} for r in rows])
     write_json(out / "calibration.json", summary)
     if noise is not None:
         _spectra_figure(
             out / "spectra.png", run, next(iter(images.values())), noise, summary, params.pixel_size_A
         )
     return summary
+
+
+def calibrate_stage(run, settings, params) -> list[Path]:
+    """Pipeline stage ``calibrate``: :func:`calibrate_run` with :class:`~nt2c.config.CalibrateConfig`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``RUN/calibration/calibration.csv``, ``defocus.csv``, ``calibration.json`` and ``spectra.png``.
+    """
+    calibrate_run(run, ctffind=settings.ctffind, relion=settings.relion, box_px=settings.box_px)
+    out = run.path / "calibration"
+    files = ("calibration.csv", DEFOCUS_TABLE, "calibration.json", "spectra.png")
+    return [out / name for name in files if (out / name).is_file()]
 
 
 def simulated_signal_noise(run, tile_px: int) -> tuple[float | None, float | None]:

@@ -15,7 +15,7 @@ def _commands() -> dict[str, str]:
         out[name] = stage.command
         if name == "train-gan":
             out["sample-noise"] = "sample_noise"  # uses the GAN the stage trained
-    out.update({"calibrate": "calibrate", "denoise": "denoise", "evaluate": "evaluate", "run": "run"})
+    out.update({"denoise": "denoise", "evaluate": "evaluate", "run": "run"})
     out["notebooks"] = "notebooks"
     return out
 

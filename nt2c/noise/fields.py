@@ -31,12 +31,15 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
     to one: for independent zero-mean patches the blend keeps the variance everywhere and, at lags small
     against ``d``, the autocorrelation (the power spectrum), without seams. Structure at scales beyond ``d``
     is not created. The grid starts half a patch outside the field, so the border is blended like the inside.
+    Each patch is centred on its own mean first: a real patch's level depends on where it was cut (ice
+    thickness, gain, illumination), and blended uncentred it would print a window-shaped bump at the scale
+    of the patch into the field.
 
     Parameters
     ----------
     patches : array_like, shape (n_fields * k, d, d)
-        Noise patches (``d`` even), consumed in order, ``k = tiles_per_field(size, d)`` per field. They are
-        centred on their common mean before blending and the mean is added back.
+        Noise patches (``d`` even), consumed in order, ``k = tiles_per_field(size, d)`` per field. Each is
+        centred on its own mean before blending; the mean of all patches is added back.
     size : int
         Side of the fields (px), ``size >= d``.
 
@@ -64,18 +67,17 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
         )
     half = d // 2
     mean = float(patches.mean(dtype=np.float64))
+    centred = patches - patches.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
     window = np.sin(np.pi * (np.arange(d) + 0.5) / d)
     weight = (window[:, None] * window[None, :]).astype(np.float32)
     canvas_px = (per_axis + 1) * half
     fields = np.empty((n // k, size, size), dtype=np.float32)
     for f in range(n // k):
         canvas = np.zeros((canvas_px, canvas_px), dtype=np.float32)
-        tiles = patches[f * k : (f + 1) * k]
+        tiles = centred[f * k : (f + 1) * k]
         for i in range(per_axis):
             for j in range(per_axis):
-                canvas[i * half : i * half + d, j * half : j * half + d] += weight * (
-                    tiles[i * per_axis + j] - mean
-                )
+                canvas[i * half : i * half + d, j * half : j * half + d] += weight * tiles[i * per_axis + j]
         fields[f] = canvas[half : half + size, half : half + size] + mean
     return fields
 

@@ -346,15 +346,13 @@ def calibrated_noise_scale(run, noise_patches) -> tuple[float | None, dict]:
         "signal_variance_standard_error": measured.standard_error,
         "noise_to_signal": measured.nsr,
         "noise_to_signal_per_micrograph": measured.per_micrograph,
+        "noise_level_ratio": measured.noise_level_ratio,
         "simulated_signal_variance": s2_sim,
         "simulated_noise_to_signal": nsr_sim,
     }
     scale = None
     if measured.nsr is None:
-        record["why"] = (
-            f"signal variance {measured.signal_variance:.4g} +- {measured.standard_error:.3g} against noise "
-            f"variance {measured.noise_variance:.4g}"
-        )
+        record["why"] = measured.why_not_measurable()
     elif s2_sim > 0:
         scale = float(np.sqrt(s2_sim / measured.signal_variance))
     record["noise_scale"] = scale

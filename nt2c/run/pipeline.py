@@ -350,11 +350,14 @@ def run_pipeline(
 
 
 def _needed_stages(run: RunDir, profile: str, overrides: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """Return the stages the fine model needs with these settings (the GAN only for ``noise_source=gan``)."""
+    """Return the stages the fine model needs with these settings (the GAN only for ``noise_source=gan``).
+
+    Stages marked ``always_run`` (``calibrate``) and what they need are included too.
+    """
     from nt2c.run.stages import STAGES
 
     needed: set[str] = set()
-    todo = [PIPELINE_STAGES[-1]]
+    todo = [PIPELINE_STAGES[-1], *(name for name, stage in STAGES.items() if stage.always_run)]
     while todo:
         name = todo.pop()
         if name in needed:

@@ -1,9 +1,10 @@
 """The run's report: ``RUN/report/report.md`` and ``report.json``, and one before/after figure per micrograph.
 
 It shows the parameters (and which were filled in with defaults), the seconds per stage, the noise-patch
-extraction and its fallbacks, the noise fidelity of the GAN, the re-weighted pairs, the self-check that chose
-the delivered model, and, per micrograph, the raw, coarse and fine images (with the PSNR against the clean
-image for the simulated stand-ins). It is rewritten only when something it shows changed.
+extraction and its fallbacks, the calibration (defocus, units, noise-to-signal ratio), the noise fidelity of
+the GAN, the re-weighted pairs, the self-check that chose the delivered model, and, per micrograph, the raw,
+coarse and fine images (with the PSNR against the clean image for the simulated stand-ins). It is rewritten
+only when something it shows changed.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def write_report(
         rows.append(row)
     extraction_path = run.noise / "extraction.json"
     extraction = read_json(extraction_path) if extraction_path.is_file() else None
+    calibration_path = run.path / "calibration" / "calibration.json"
+    calibration = read_json(calibration_path) if calibration_path.is_file() else None
 
     summary = {
         "fingerprint": fingerprint,
@@ -151,6 +154,7 @@ def write_report(
         "pairs": pairs_summary,
         "micrographs": rows,
         "extraction": extraction,
+        "calibration": calibration,
         "delivered": {
             "model": result.delivered,
             "reason": result.delivered_reason,
@@ -217,6 +221,23 @@ def _markdown(summary: dict) -> str:
             lines.append("")
         else:
             lines += ["```json", json.dumps(fidelity, indent=2), "```", ""]
+    if summary.get("calibration"):
+        from nt2c.calibration.measure import describe_calibration
+
+        lines += [
+            "## Calibration (RUN/calibration/)",
+            "",
+            "```text",
+            describe_calibration(summary["calibration"]),
+            "```",
+            "",
+        ]
+        lines += [
+            "Per micrograph: `calibration/calibration.csv`; the power spectra, data against simulation:",
+            "",
+            "![spectra](../calibration/spectra.png)",
+            "",
+        ]
     if summary.get("pairs"):
         p = summary["pairs"]
         lines += [

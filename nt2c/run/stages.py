@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nt2c.config import (
+    CalibrateConfig,
     CoarseTrainConfig,
     ExtractConfig,
     FineTrainConfig,
@@ -61,6 +62,12 @@ class Stage:
         Run sub-folders it writes (its interrupted temporary files there are removed when it starts).
     command : str
         Module of :mod:`nt2c.commands` implementing its subcommand.
+    prepare : str
+        Optional ``"module:function"`` called as ``fn(run, settings)`` before the stage's inputs are read and
+        stamped, to make an input the stage reads from outside the pipeline (``simulate``: the fitted defoci).
+    always_run : bool
+        ``nt2c run`` runs it even though no later stage reads its outputs (``calibrate``: what the report and
+        the user read).
     """
 
     name: str
@@ -70,10 +77,19 @@ class Stage:
     requires_when: tuple[tuple[str, str, Any], ...] = field(default_factory=tuple)
     folders: tuple[str, ...] = field(default_factory=tuple)
     command: str = ""
+    prepare: str = ""
+    always_run: bool = False
 
     def load(self):
         """Import and return the stage function."""
         module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+    def load_prepare(self):
+        """Import and return the ``prepare`` function (``fn(run, settings)``), or None."""
+        if not self.prepare:
+            return None
+        module, _, func = self.prepare.partition(":")
         return getattr(importlib.import_module(module), func)
 
     def needs(self, settings: Any = None) -> tuple[str, ...]:
@@ -97,6 +113,7 @@ STAGES: dict[str, Stage] = {
             SimulateConfig,
             folders=("simulated",),
             command="simulate",
+            prepare="nt2c.simulation.stage:prepare_simulate",
         ),
         Stage(
             "train-coarse",
@@ -113,6 +130,15 @@ STAGES: dict[str, Stage] = {
             ("train-coarse",),
             folders=("noise",),
             command="extract_noise",
+        ),
+        Stage(
+            "calibrate",
+            "nt2c.calibration.measure:calibrate_stage",
+            CalibrateConfig,
+            ("extract-noise",),
+            folders=("calibration",),
+            command="calibrate",
+            always_run=True,
         ),
         Stage(
             "train-gan",
@@ -179,13 +205,18 @@ def _external_inputs(run: RunDir, name: str, settings: Any) -> dict[str, Any]:
                     files = []
         else:
             files = read_micrograph_list(run, check=False)
+    elif name == "calibrate":
+        for key in ("ctffind", "relion"):
+            value = settings.get(key) if isinstance(settings, dict) else getattr(settings, key)
+            if value:
+                files.append(Path(value).expanduser())
     elif name == "simulate":
         spec = run.params().specimen if run.params_path.is_file() else "builtin"
         if spec != "builtin" and len(spec) != 4:
             files = [Path(spec).expanduser()]
         source = settings.get("defocus_source") if isinstance(settings, dict) else settings.defocus_source
         if source == "calibration":  # new fitted defoci: simulate again
-            files.append(run.path / "calibration" / "calibration.csv")
+            files.append(run.path / "calibration" / "defocus.csv")
     return {str(p): _file_state(Path(p)) for p in files}
 
 
@@ -348,6 +379,9 @@ def run_stage(
                 )
             log.info("running required stage %s", req)
             run_stage(req, run, profile=profile, **shared)
+    prepare = stage.load_prepare()
+    if prepare is not None and distributed.is_main():  # what the stage reads from outside, made if needed
+        prepare(run, settings)
     inputs = stage_inputs(run, name, settings)
     if not force and run.is_complete(name, settings.to_dict(), inputs=inputs):
         stamp = run.read_stamp(name) or {}

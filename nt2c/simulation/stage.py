@@ -254,7 +254,7 @@ class PatchPairs:
 
 
 def read_calibrated_defoci(path: str | os.PathLike) -> list[tuple[float, float]]:
-    """Read the defoci fitted by ``nt2c calibrate`` (``RUN/calibration/calibration.csv``).
+    """Read the defoci fitted to the user's micrographs (``RUN/calibration/defocus.csv``).
 
     Returns
     -------
@@ -267,13 +267,13 @@ def read_calibrated_defoci(path: str | os.PathLike) -> list[tuple[float, float]]
     path = Path(path)
     if not path.is_file():
         raise StageError(
-            f"{path} is missing: `simulate.defocus_source = calibration` needs the fitted defoci; run "
-            "`nt2c calibrate --run RUN` first (it needs the run's micrograph list)."
+            f"{path} is missing: `simulate.defocus_source = calibration` needs the fitted defoci; give the "
+            "run its micrographs (`nt2c run --micrographs ...`), which fits them before simulating."
         )
     out = []
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row.get("at_search_edge") == "True":
+            if row.get("at_search_edge") == "True" or row.get("fit_error"):
                 continue
             mean_A = 0.5 * (float(row["defocus_u_A"]) + float(row["defocus_v_A"]))
             out.append((mean_A * 1e-4, float(row["astigmatism_angle_deg"])))
@@ -283,6 +283,30 @@ def read_calibrated_defoci(path: str | os.PathLike) -> list[tuple[float, float]]
             "`simulate.defocus_source = params`."
         )
     return out
+
+
+def prepare_simulate(run, settings: SimulateConfig) -> None:
+    """Before ``simulate`` (and before its inputs are stamped): fit the defoci it will read, if needed.
+
+    With ``settings.defocus_source = "calibration"`` and no ``RUN/calibration/defocus.csv`` yet, fit the
+    run's micrographs (:func:`nt2c.calibration.measure.fit_run_defoci`; a second or two each) with the
+    calibrate stage's settings, so that the stage later writes the same table.
+    """
+    from nt2c.calibration.measure import DEFOCUS_TABLE, fit_run_defoci
+    from nt2c.run.micrographs import read_micrograph_list
+
+    if settings.defocus_source != "calibration" or (run.path / "calibration" / DEFOCUS_TABLE).is_file():
+        return
+
+    if not read_micrograph_list(run, check=False):
+        raise StageError(
+            "`simulate.defocus_source = calibration` fits the defoci of your micrographs, but the run has "
+            "none: give them with `nt2c run --micrographs ...` (or use `simulate.defocus_source = params`)."
+        )
+    from nt2c.config import stage_config
+
+    calibrate = stage_config("calibrate", run.profile() or "quick", **run.explicit_settings("calibrate"))
+    fit_run_defoci(run, box_px=calibrate.box_px)  # as the calibrate stage will: the same bytes
 
 
 def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> list[Path]:
@@ -295,8 +319,9 @@ def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> l
     (what ``nt2c evaluate`` scores). ``settings.n_micrographs`` and ``settings.image_size_px`` override the
     parameters when set (profiles); particles that do not fit a smaller image are left out. With
     ``settings.defocus_source = "calibration"`` the training micrographs take, in turn, the defoci that
-    ``nt2c calibrate`` fitted to the user's micrographs (:func:`read_calibrated_defoci`) instead of drawing
-    them from ``params.defocus_um``; the test set keeps drawing from the range.
+    were fitted to the user's micrographs (:func:`read_calibrated_defoci`, ``RUN/calibration/defocus.csv``,
+    fitted first by :func:`prepare_simulate` when missing) instead of drawing them from ``params.defocus_um``;
+    the test set keeps drawing from the range.
     """
     from nt2c.denoiser.pairs import write_pair_sources
 
@@ -314,7 +339,9 @@ def simulate_stage(run, settings: SimulateConfig, params: ExperimentParams) -> l
     common = dict(image_size_px=size, overwrite=True, allow_fewer=True, device=settings.device)
     defoci = None
     if settings.defocus_source == "calibration":
-        defoci = read_calibrated_defoci(run.path / "calibration" / "calibration.csv")
+        from nt2c.calibration.measure import DEFOCUS_TABLE
+
+        defoci = read_calibrated_defoci(run.path / "calibration" / DEFOCUS_TABLE)
     written = simulate_dataset(params, out, n_micrographs=n, seed=settings.seed, defoci=defoci, **common)
     noisy = [p for p in written if p.suffix == ".mrc" and not p.name.endswith("_clean.mrc")]
     clean = [p.with_name(p.stem + "_clean.mrc") for p in noisy]
