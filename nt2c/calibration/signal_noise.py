@@ -27,7 +27,7 @@ carry less of it than the micrographs do. At high spatial frequency (:data:`NOIS
 the signal is negligible (envelope, MTF), the micrographs and the patches should carry the same power; their
 ratio ``noise_level_ratio`` differs from 1 by the patches' relative error in noise level, and
 ``|noise_level_ratio - 1| * noise_variance`` is added to the standard error. Measured: 0.98-1.00 on nt2c's
-stand-ins and the real EMPIAR-10146 averages, 1.45 on micrographs of an independent simulator with a
+stand-ins and the real EMPIAR-10146 averages, 1.43 on micrographs of an independent simulator with a
 20-70 nm ice ramp, whose patches carry 30 % less noise than the truth (``benchmarks/RESULTS.md``).
 Tiles much brighter or darker than the rest (contaminants, carbon edges: variance above ``outlier_factor``
 times the median) are left out.
