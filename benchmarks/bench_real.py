@@ -268,37 +268,27 @@ def _load(cache: Path | None, method: str, key: str):
     return None
 
 
-def train_variant(run: Path, fit: str, source: str, *, device: str) -> Path:
-    """Train (or find) the fine model of a re-weighting variant in ``RUN/ablation/bench-<fit>-<source>/``.
+#: What a sub-run of a finished run shares with it to train only its pairs and fine model again.
+SHARED_WITH_SUBRUN = (
+    "simulated",
+    "noise",
+    "models/coarse.safetensors",
+    "models/coarse.json",
+    "models/gan.safetensors",
+    "models/gan.json",
+    "micrographs.txt",
+)
 
-    Like :func:`nt2c.run.variants.fine_variant` (same simulation, coarse model, noise patches and GAN, the
-    run's own reweight and train-fine settings except the fit or the noise source), but calling the two stage
-    functions directly, without the provenance checks of ``run_stage``: a run whose stamps predate input
-    content hashes sees its inputs as changed once the data folder is provisioned again (new file times),
-    and ``fine_variant`` would then simulate and train the coarse model again in the sub-run.
-    """
-    import os
+
+def link_subrun(parent, sub_path: Path):
+    """Make ``sub_path`` a run sharing :data:`SHARED_WITH_SUBRUN` with ``parent`` (hard links); return it."""
     import shutil
 
-    from nt2c.config import stage_config
     from nt2c.run.rundir import RunDir
-    from nt2c.run.stages import STAGES
 
-    parent = RunDir(run)
-    sub = RunDir(Path(run) / "ablation" / f"bench-{fit}-{source}")
-    model = sub.models / "fine.safetensors"
-    if model.is_file():
-        return model
+    sub = RunDir(sub_path)
     sub.init_params(parent.params())
-    for rel in (
-        "simulated",
-        "noise",
-        "models/coarse.safetensors",
-        "models/coarse.json",
-        "models/gan.safetensors",
-        "models/gan.json",
-        "micrographs.txt",
-    ):
+    for rel in SHARED_WITH_SUBRUN:
         src, dst = parent.path / rel, sub.path / rel
         if not src.exists() or dst.exists():
             continue
@@ -307,17 +297,63 @@ def train_variant(run: Path, fit: str, source: str, *, device: str) -> Path:
             shutil.copytree(src, dst, copy_function=os.link)
         else:
             os.link(src, dst)
-    profile = parent.profile() or "quick"
-    stamp = {
-        name: (parent.read_stamp(name) or {}).get("settings") or {} for name in ("reweight", "train-fine")
-    }
-    rw = {k: v for k, v in stamp["reweight"].items() if k != "device"}
-    rw.update(method=fit, noise_source=source, device=device)
-    ft = {k: v for k, v in stamp["train-fine"].items() if k != "device"}
-    ft["device"] = device
-    params = parent.params()
-    STAGES["reweight"].load()(sub, stage_config("reweight", profile, **rw), params)
-    STAGES["train-fine"].load()(sub, stage_config("train-fine", profile, **ft), params)
+    return sub
+
+
+def train_fine_again(parent, target, *, device: str, reweight: dict | None = None, stamp: bool = False):
+    """Run ``reweight`` and ``train-fine`` in ``target`` with the settings ``parent``'s stamps recorded.
+
+    The two stage functions are called directly, without the provenance checks of ``run_stage``: a run whose
+    stamps predate input content hashes sees its inputs as changed once the data folder is provisioned again
+    (new file times), and ``run_stage`` would then simulate and train the coarse model again.
+
+    Parameters
+    ----------
+    parent, target : RunDir
+        The run whose settings are used, and the run trained in (the same one, or a sub-run).
+    device : str
+    reweight : dict, optional
+        Reweight settings replacing the recorded ones (``method``, ``noise_source``).
+    stamp : bool
+        Write the stages' stamps in ``target``.
+
+    Returns
+    -------
+    dict of str to float
+        Seconds per stage.
+    """
+    from nt2c.config import stage_config
+    from nt2c.run.stages import STAGES, stage_inputs
+
+    profile, params = parent.profile() or "quick", parent.params()
+    seconds = {}
+    for name, changes in (("reweight", reweight or {}), ("train-fine", {})):
+        recorded = dict((parent.read_stamp(name) or {}).get("settings") or {})
+        settings = stage_config(name, profile, **{**recorded, **changes, "device": device})
+        start = time.perf_counter()
+        outputs = STAGES[name].load()(target, settings, params)
+        seconds[name] = time.perf_counter() - start
+        if stamp:
+            inputs = stage_inputs(target, name, settings)
+            target.write_stamp(name, outputs, settings.to_dict(), seconds=seconds[name], inputs=inputs)
+    return seconds
+
+
+def train_variant(run: Path, fit: str, source: str, *, device: str) -> Path:
+    """Train (or find) the fine model of a re-weighting variant in ``RUN/ablation/bench-<fit>-<source>/``.
+
+    Like :func:`nt2c.run.variants.fine_variant` (same simulation, coarse model, noise patches and GAN, the
+    run's own reweight and train-fine settings except the fit or the noise source), but through
+    :func:`train_fine_again`, without the provenance checks of ``run_stage``.
+    """
+    from nt2c.run.rundir import RunDir
+
+    parent = RunDir(run)
+    sub_path = Path(run) / "ablation" / f"bench-{fit}-{source}"
+    model = sub_path / "models" / "fine.safetensors"
+    if not model.is_file():
+        sub = link_subrun(parent, sub_path)
+        train_fine_again(parent, sub, device=device, reweight={"method": fit, "noise_source": source})
     return model
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_real import train_fine_again  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -26,22 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
 
-    from nt2c.config import stage_config
     from nt2c.run.rundir import RunDir
-    from nt2c.run.stages import STAGES, stage_inputs
 
     run = RunDir(args.run)
-    profile, params = run.profile() or "quick", run.params()
-    for name in ("reweight", "train-fine"):
-        recorded = {k: v for k, v in ((run.read_stamp(name) or {}).get("settings") or {}).items()}
-        recorded["device"] = args.device
-        settings = stage_config(name, profile, **recorded)
-        start = time.perf_counter()
-        outputs = STAGES[name].load()(run, settings, params)
-        seconds = time.perf_counter() - start
-        run.write_stamp(
-            name, outputs, settings.to_dict(), seconds=seconds, inputs=stage_inputs(run, name, settings)
-        )
+    for name, seconds in train_fine_again(run, run, device=args.device, stamp=True).items():
         print(f"{name}: {seconds:.1f} s")
     for cache in ("bench_real_cache", "bench_independent_cache"):
         for folder in (run.path / cache).glob("nt2c-fine*"):

@@ -128,11 +128,16 @@ def fit_run_defoci(run, *, box_px: int = 512) -> Path:
             params=params,
             box_px=box_px,
         )
-        rows.append({k: row[k] for k in DEFOCUS_COLUMNS if k in row})
+        rows.append(row)
     out = run.path / "calibration"
     out.mkdir(parents=True, exist_ok=True)
-    _write_rows(out / DEFOCUS_TABLE, rows)
+    _write_defocus_table(out / DEFOCUS_TABLE, rows)
     return out / DEFOCUS_TABLE
+
+
+def _write_defocus_table(path: Path, rows: list[dict]) -> None:
+    """Write the :data:`DEFOCUS_COLUMNS` of ``rows``: the same fits give the same bytes."""
+    _write_rows(path, [{k: r[k] for k in DEFOCUS_COLUMNS if k in r} for r in rows])
 
 
 def describe_calibration(summary: dict) -> str:
@@ -252,7 +257,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     out = run.path / "calibration"
     out.mkdir(parents=True, exist_ok=True)
     _write_rows(out / "calibration.csv", rows)
-    _write_rows(out / DEFOCUS_TABLE, [{k: r[k] for k in DEFOCUS_COLUMNS if k in r} for r in rows])
+    _write_defocus_table(out / DEFOCUS_TABLE, rows)
     write_json(out / "calibration.json", summary)
     if noise is not None:
         _spectra_figure(

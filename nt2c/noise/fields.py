@@ -20,7 +20,7 @@ from nt2c.noise.generator import generator_paths, sample_noise
 __all__ = ["blend_noise_patches", "resample_patches", "tiles_per_axis", "sample_noise_fields"]
 
 
-def blend_noise_patches(patches, size: int) -> np.ndarray:
+def blend_noise_patches(patches, size: int, *, centre: str = "each") -> np.ndarray:
     """Assemble noise fields larger than the patches by power-preserving overlap blending.
 
     The GAN generates ``d x d`` patches; the fine denoiser learns more when it trains on larger crops (it then
@@ -42,6 +42,10 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
         centred on its own mean before blending; the mean of all patches is added back.
     size : int
         Side of the fields (px), ``size >= d``.
+    centre : {"each", "all"}
+        ``"each"``: every patch centred on its own mean (the default); ``"all"``: only the mean of all patches
+        removed, each patch keeping its own level (the blend before the third session, kept for the ablation
+        ``benchmarks/bench_blend.py``).
 
     Returns
     -------
@@ -50,7 +54,7 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
     Raises
     ------
     InputError
-        Odd ``d``, ``size < d``, or a number of patches that is not a multiple of ``k``.
+        Odd ``d``, ``size < d``, a number of patches not a multiple of ``k``, or an unknown ``centre``.
     """
     patches = validate_image(patches, name="noise patches", ndim=3)
     n, d, d2 = patches.shape
@@ -66,8 +70,11 @@ def blend_noise_patches(patches, size: int) -> np.ndarray:
             f"{n} patches do not make whole fields: a {size} px field takes {k} patches of {d} px."
         )
     half = d // 2
+    if centre not in ("each", "all"):
+        raise InputError(f"centre = {centre!r}: use 'each' or 'all'.")
     mean = float(patches.mean(dtype=np.float64))
-    centred = patches - patches.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+    axes = (1, 2) if centre == "each" else None
+    centred = patches - patches.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
     window = np.sin(np.pi * (np.arange(d) + 0.5) / d)
     weight = (window[:, None] * window[None, :]).astype(np.float32)
     canvas_px = (per_axis + 1) * half

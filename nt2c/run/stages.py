@@ -216,7 +216,9 @@ def _external_inputs(run: RunDir, name: str, settings: Any) -> dict[str, Any]:
             files = [Path(spec).expanduser()]
         source = settings.get("defocus_source") if isinstance(settings, dict) else settings.defocus_source
         if source == "calibration":  # new fitted defoci: simulate again
-            files.append(run.path / "calibration" / "defocus.csv")
+            from nt2c.calibration.measure import DEFOCUS_TABLE
+
+            files.append(run.path / "calibration" / DEFOCUS_TABLE)
     return {str(p): _file_state(Path(p)) for p in files}
 
 
