@@ -395,6 +395,45 @@ def test_calibrate_command_writes_the_table_and_the_figure(smoke_run, capsys):
     assert (folder / "spectra.png").stat().st_size > 0
 
 
+def test_calibrate_reuses_the_defocus_fits_made_before_the_simulation(smoke_run, tmp_path, monkeypatch):
+    """A calibrated-defocus run fits each micrograph once; a changed micrograph is fitted again."""
+    import os
+
+    import nt2c.calibration.measure as measure
+    from nt2c.cli import main
+    from nt2c.run.micrographs import read_micrograph_list
+    from nt2c.run.rundir import RunDir
+
+    run_path = tmp_path / "fits"
+    shutil.copytree(smoke_run, run_path)
+    shutil.rmtree(run_path / "calibration")
+    listed = (run_path / "micrographs.txt").read_text()  # the copy's own micrographs: this test touches one
+    (run_path / "micrographs.txt").write_text(listed.replace(str(smoke_run), str(run_path)))
+    calls = []
+    real_fit = measure.fit_ctf
+    monkeypatch.setattr(measure, "fit_ctf", lambda image, **kw: calls.append(1) or real_fit(image, **kw))
+    measure.fit_run_defoci(RunDir(run_path), box_px=128)  # what simulate's prepare step does
+    micrographs = read_micrograph_list(run_path)
+    assert all(run_path in m.parents for m in micrographs)
+    assert len(calls) == len(micrographs)
+    table = (run_path / "calibration" / "defocus.csv").read_bytes()
+    calls.clear()
+    assert main(["calibrate", "--run", str(run_path), "--box", "128"]) == 0
+    assert calls == [] and (run_path / "calibration" / "defocus.csv").read_bytes() == table
+    # another box is another fit; a micrograph written again is fitted again, the others are not
+    os.utime(
+        micrographs[0], ns=(os.stat(micrographs[0]).st_atime_ns, os.stat(micrographs[0]).st_mtime_ns + 1)
+    )
+    assert main(["calibrate", "--run", str(run_path), "--box", "128", "--force"]) == 0
+    assert len(calls) == 1
+    # an unreadable cache is ignored: everything is fitted again, the table is the same
+    calls.clear()
+    (run_path / "calibration" / measure.FIT_CACHE).write_text("{not json")
+    assert main(["calibrate", "--run", str(run_path), "--box", "128", "--force"]) == 0
+    assert len(calls) == len(micrographs)
+    assert (run_path / "calibration" / "defocus.csv").read_bytes() == table
+
+
 def test_units_are_described():
     from nt2c.calibration.measure import describe_units
 

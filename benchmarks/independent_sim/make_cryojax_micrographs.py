@@ -95,6 +95,18 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--ice-phase-std", type=float, default=0.5, help="structural ice phase std (rad) at 40 nm"
     )
+    ap.add_argument(
+        "--thickness-variation",
+        type=float,
+        default=0.05,
+        help="relative std of the smooth (25 nm scale) ice-thickness variation",
+    )
+    ap.add_argument(
+        "--gain-variation",
+        type=float,
+        default=0.03,
+        help="relative std of the smooth (50 nm scale) gain error; the 2 %% per-pixel error stays",
+    )
     ap.add_argument("--b-factor", type=float, default=80.0, help="envelope B (A^2)")
     ap.add_argument("--pdb", type=Path, default=SHARED / "data" / "pdb" / "3j9i.pdb.gz")
     ap.add_argument("--seed", type=int, default=2026)
@@ -156,9 +168,8 @@ def main(argv=None) -> int:
         yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
         ramp = (np.cos(theta) * (xx - 0.5) + np.sin(theta) * (yy - 0.5)) / np.sqrt(0.5) + 0.5
         t_nm = args.ice_nm[0] + (args.ice_nm[1] - args.ice_nm[0]) * np.clip(ramp, 0, 1)
-        t_nm = t_nm * (
-            1 + 0.05 * gaussian_field(rng, (size, size), lambda kk: np.exp(-((kk / 0.004) ** 2)), px)
-        )
+        smooth = gaussian_field(rng, (size, size), lambda kk: np.exp(-((kk / 0.004) ** 2)), px)
+        t_nm = t_nm * (1 + args.thickness_variation * smooth)
         ice = gaussian_field(rng, (size, size), ice_spectrum, px)
         phase_ice = args.ice_phase_std * np.sqrt(t_nm / 40.0) * ice
         ctf = np.asarray(
@@ -179,7 +190,7 @@ def main(argv=None) -> int:
         expected = electrons * attenuation * image_of(phase_particles + phase_ice)
         counts = rng.poisson(np.clip(expected, 0, None)).astype(np.float64)
         blurred = np.fft.irfft2(np.fft.rfft2(counts) * mtf, s=(size, size))
-        gain_smooth = 1 + 0.03 * gaussian_field(
+        gain_smooth = 1 + args.gain_variation * gaussian_field(
             rng, (size, size), lambda kk: np.exp(-((kk / 0.002) ** 2)), px
         )
         gain = gain_smooth * (1 + 0.02 * rng.normal(size=(size, size)))

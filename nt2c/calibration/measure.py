@@ -11,16 +11,19 @@ What a user wants to know before trusting simulated training data, per micrograp
   noise patches (:func:`nt2c.calibration.signal_noise.measure_signal_noise`), against the simulator's;
 * the **units**: counts (non-negative integers), 8/16-bit rescaled grey levels, or floats.
 
-Files: ``RUN/calibration/calibration.csv`` (one row per micrograph), ``calibration.json`` (the run's summary)
-and ``spectra.png`` (radial power spectra: the micrograph, its noise, its signal = micrograph - noise, and the
-simulated signal at the simulator's ratio and at the measured one). The measured ratio is what the
-re-weighting method ``calibrated`` builds the fine pairs at (``--set reweight.method=calibrated``); the fitted
-defoci are what ``--set simulate.defocus_source=calibration`` simulates at.
+Files: ``RUN/calibration/calibration.csv`` (one row per micrograph), ``calibration.json`` (the run's summary),
+``defocus_fits.json`` (each micrograph's fit, kept so that it is not fitted again while the file and the
+settings are unchanged) and ``spectra.png`` (radial power spectra: the micrograph, its noise, its signal =
+micrograph - noise, and the simulated signal at the simulator's ratio and at the measured one). The measured
+ratio is what the re-weighting method ``calibrated`` builds the fine pairs at (``--set
+reweight.method=calibrated``); the fitted defoci are what ``--set simulate.defocus_source=calibration``
+simulates at.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +105,80 @@ def _defocus_row(image, name: str, *, pixel_size_A: float, params, box_px: int) 
     }
 
 
+#: Each micrograph's CTF fit, keyed by what it depends on (:func:`_fit_key`): a calibrated-defocus run fits
+#: its micrographs once, before the simulation, and the ``calibrate`` stage reuses those fits.
+FIT_CACHE = "defocus_fits.json"
+
+
+def _fit_key(path, *, pixel_size_A: float, params, box_px: int) -> str:
+    """Return what a fit depends on: the file (path, size, modification time), pixel, optics and box."""
+    path = Path(path).resolve()
+    state = path.stat()
+    return json.dumps(
+        [
+            str(path),
+            state.st_size,
+            state.st_mtime_ns,
+            float(pixel_size_A),
+            float(params.voltage_kV),
+            float(params.cs_mm),
+            float(params.amplitude_contrast),
+            [float(d) for d in params.defocus_um],
+            int(box_px),
+        ]
+    )
+
+
+class _FitCache:
+    """``RUN/calibration/defocus_fits.json``: fits already made, by :func:`_fit_key`.
+
+    A cache that cannot be read (a partial write, an older format) is ignored: the fits are made again.
+    """
+
+    def __init__(self, run):
+        self.path = run.path / "calibration" / FIT_CACHE
+        self.fits: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                fits = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                fits = None
+            if isinstance(fits, dict):
+                self.fits = {k: v for k, v in fits.items() if isinstance(v, dict)}
+        self.used: dict[str, dict] = {}
+
+    def row(self, path, image_of, name: str, *, pixel_size_A: float, params, box_px: int) -> dict:
+        """Return the fit of ``path`` (cached, else made on ``image_of()``) as a table row named ``name``."""
+        key = _fit_key(path, pixel_size_A=pixel_size_A, params=params, box_px=box_px)
+        row = self.fits.get(key)
+        if row is None:
+            row = _defocus_row(image_of(), name, pixel_size_A=pixel_size_A, params=params, box_px=box_px)
+        self.used[key] = dict(row, micrograph=name)
+        return dict(row, micrograph=name)
+
+    def save(self) -> None:
+        """Write the fits used this time (fits of micrographs no longer in the run are dropped)."""
+        from nt2c.io import write_json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, self.used)
+
+
+def _header_pixel_size(path) -> float | None:
+    """Return the pixel size (Angstrom) of an MRC header, as :func:`nt2c.io.read_image` does; else None."""
+    from nt2c.io import read_mrc_header_pixel_size
+
+    return (
+        read_mrc_header_pixel_size(path) if Path(path).suffix.lower() in (".mrc", ".mrcs", ".map") else None
+    )
+
+
 def fit_run_defoci(run, *, box_px: int = 512) -> Path:
     """Fit every micrograph of the run and write ``RUN/calibration/defocus.csv`` (the defoci alone).
 
     What the simulation needs before the rest of the calibration can run (that needs the noise patches,
     which need a coarse model trained on the simulation): ``simulate.defocus_source=calibration`` calls it
-    when the table is missing.
+    when the table is missing. The fits are kept in ``defocus_fits.json`` for the ``calibrate`` stage.
 
     Returns
     -------
@@ -118,20 +189,24 @@ def fit_run_defoci(run, *, box_px: int = 512) -> Path:
     from nt2c.io import read_image
 
     params = run.params()
+    cache = _FitCache(run)
     rows = []
     for path in list_micrographs(run):
-        image, pixel_size = read_image(path)
-        row = _defocus_row(
-            image,
-            Path(path).name,
-            pixel_size_A=pixel_size or params.pixel_size_A,
-            params=params,
-            box_px=box_px,
+        pixel_size = _header_pixel_size(path) or params.pixel_size_A
+        rows.append(
+            cache.row(
+                path,
+                lambda path=path: read_image(path)[0],
+                Path(path).name,
+                pixel_size_A=pixel_size,
+                params=params,
+                box_px=box_px,
+            )
         )
-        rows.append(row)
     out = run.path / "calibration"
     out.mkdir(parents=True, exist_ok=True)
     _write_defocus_table(out / DEFOCUS_TABLE, rows)
+    cache.save()
     return out / DEFOCUS_TABLE
 
 
@@ -210,14 +285,23 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     names = [Path(p).name for p in paths]
     given = _given(ctffind, relion, names)
     sampled = set(spread_evenly(names, SIGNAL_NOISE_MICROGRAPHS))
+    cache = _FitCache(run)
     images, rows, units = {}, [], None
     for path, name in zip(paths, names):
-        image, pixel_size = read_image(path)
-        px = pixel_size or params.pixel_size_A
-        units = units or describe_units(image)
-        if name in sampled:
-            images[name] = image
-        row = _defocus_row(image, name, pixel_size_A=px, params=params, box_px=box_px)
+        image = None
+        if units is None or name in sampled:
+            image = read_image(path)[0]
+            units = units or describe_units(image)
+            if name in sampled:
+                images[name] = image
+        row = cache.row(
+            path,
+            lambda path=path, image=image: image if image is not None else read_image(path)[0],
+            name,
+            pixel_size_A=_header_pixel_size(path) or params.pixel_size_A,
+            params=params,
+            box_px=box_px,
+        )
         if name in given:
             row["given_defocus_u_A"] = round(given[name].defocus_u_A, 1)
             row["given_defocus_v_A"] = round(given[name].defocus_v_A, 1)
@@ -258,6 +342,7 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     _write_rows(out / "calibration.csv", rows)
     _write_defocus_table(out / DEFOCUS_TABLE, rows)
+    cache.save()
     write_json(out / "calibration.json", summary)
     if noise is not None:
         _spectra_figure(
