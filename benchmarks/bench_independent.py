@@ -1,6 +1,7 @@
 """NT2C on micrographs from a simulator that is not nt2c's (cryoJAX; issue 14), scored against their truth.
 
-Data: ``benchmarks/independent_sim/make_cryojax_micrographs.py --out DATA`` (run in a cryoJAX environment):
+Data: ``benchmarks/independent_sim/make_cryojax_micrographs.py --out DATA`` (run in a cryoJAX environment;
+its docstring gives the options of data sets A and B):
 8 micrographs ``mic_NN.mrc`` of the 20S proteasome with an ice thickness ramp, structural ice, the K2 MTF and
 gain errors, their labels ``mic_NN_coords.csv`` and truth ``mic_NN_clean.mrc`` (the expected image without
 shot noise, structural ice or pixel gain errors).
@@ -16,8 +17,11 @@ the one setting chosen, each method's picker threshold, is chosen on DEV. No NT2
 micrographs (nothing of the generator was tuned on the TEST half either).
 
 Per method and split: Pearson r with the truth (16 px border cropped), Eq. 5 SNR at the labelled particles
-and picking F1 (``bench_real.py``'s boxes, picker and matching). With ``--calibration`` it also scores
-``nt2c calibrate --run RUN`` against the generator's truth (defocus per micrograph).
+and picking F1 (``bench_real.py``'s boxes, picker and matching), the picker on the truth images themselves
+(the best a denoiser could give it), and per frequency band the output's power against the raw micrograph's
+and its correlation with the truth (:func:`band_agreement`: where a denoiser helps or hurts). With
+``--calibration`` it also scores ``nt2c calibrate --run RUN`` against the generator's truth (defocus per
+micrograph).
 
 Run::
 
@@ -60,6 +64,58 @@ def truth_correlation(data: Path, cache: Path, methods, names) -> list[dict]:
                 out = np.load(path)[CROP_PX:-CROP_PX, CROP_PX:-CROP_PX]
                 rows.append({"micrograph": name, "method": method, "r_truth": pearson(out, clean)})
     return rows
+
+
+#: Frequency bands (cycles/px) of :func:`band_agreement`: particle scale (80 px here) to Nyquist.
+BANDS_PER_PX = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5)
+
+
+def band_agreement(data: Path, cache: Path, methods, names) -> dict[str, dict[str, list[float]]]:
+    """Compare each output with the raw micrograph and the truth per frequency band, pooled over ``names``.
+
+    Per band: the output's power over the raw micrograph's, and its correlation with the truth (both images
+    standardised; the real part of the cross-spectrum summed over the band). Says *where* in frequency a
+    denoiser agrees with the truth: the picker works at the particle scale (0.005-0.02 cycles/px here);
+    Eq. 5 and r are dominated by the strongest bands.
+
+    Returns
+    -------
+    dict
+        ``{method: {"power_vs_raw": [...], "r_truth": [...]}}``, one value per band of :data:`BANDS_PER_PX`.
+    """
+    from nt2c.io import read_image
+
+    edges = np.asarray(BANDS_PER_PX)
+    sums: dict[str, np.ndarray] = {m: np.zeros((4, len(edges) - 1)) for m in ("raw", *methods)}
+
+    def spectrum(image):
+        image = image[CROP_PX:-CROP_PX, CROP_PX:-CROP_PX].astype(np.float64)
+        return np.fft.rfft2((image - image.mean()) / image.std())
+
+    for name in names:
+        truth = spectrum(read_image(data / f"{name}_clean.mrc")[0])
+        ny, nx = truth.shape[0], 2 * (truth.shape[1] - 1)
+        k = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :])
+        bands = [(k >= lo) & (k < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        raw_power = None
+        for method in ("raw", *methods):
+            path = cache / method / f"avg_{name}.npy"
+            if not path.is_file():
+                continue
+            out = spectrum(np.load(path))
+            power = np.array([(np.abs(out[b]) ** 2).sum() for b in bands])
+            raw_power = power if method == "raw" else raw_power
+            cross = np.array([np.real(out[b] * np.conj(truth[b])).sum() for b in bands])
+            truth_power = np.array([(np.abs(truth[b]) ** 2).sum() for b in bands])
+            sums[method] += np.stack([power, raw_power, cross, np.sqrt(power * truth_power)])
+    return {
+        m: {
+            "power_vs_raw": [round(float(v), 2) for v in s[0] / s[1]],
+            "r_truth": [round(float(v), 2) for v in s[2] / s[3]],
+        }
+        for m, s in sums.items()
+        if s[1].all()
+    }
 
 
 def truth_picking(data: Path, dev: list[str], held_out: list[str]) -> dict:
@@ -163,6 +219,10 @@ def main(argv=None) -> int:
                 }
             )
     upper = truth_picking(args.data, result["dev"], result["held_out"])
+    bands = {
+        split: band_agreement(args.data, cache, methods, [n for n in names if split_of[n] == split])
+        for split in ("TEST", "DEV")
+    }
     lines = []
     for split in ("TEST", "DEV"):
         names_split = [n for n in names if split_of[n] == split]
@@ -182,7 +242,20 @@ def main(argv=None) -> int:
             f"The picker on the noise-free truth images (the best any denoiser could give it): F1 "
             f"{upper[split]:.3f} at threshold {upper['threshold']} (chosen on DEV).",
             "",
+            "Per frequency band (cycles/px): power over the raw micrograph's / correlation with the truth.",
+            "",
+            "| method | "
+            + " | ".join(f"{a:g}-{b:g}" for a, b in zip(BANDS_PER_PX[:-1], BANDS_PER_PX[1:]))
+            + " |",
+            "|---|" + "---:|" * (len(BANDS_PER_PX) - 1),
         ]
+        lines += [
+            f"| {m} | "
+            + " | ".join(f"{p:g} / {r:.2f}" for p, r in zip(v["power_vs_raw"], v["r_truth"]))
+            + " |"
+            for m, v in bands[split].items()
+        ]
+        lines.append("")
     if result["skipped"]:
         lines.append("Left out: " + "; ".join(f"{m} ({s})" for m, s in result["skipped"].items()))
     if args.calibration and (args.run / "calibration" / "calibration.csv").is_file():
@@ -208,6 +281,8 @@ def main(argv=None) -> int:
                 **meta,
                 "summary": summary,
                 "truth_picking": upper,
+                "bands_per_px": list(BANDS_PER_PX),
+                "bands": bands,
                 "rows": result["rows"],
                 "r_truth": corr,
                 "status": result["status"],

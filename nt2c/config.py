@@ -349,6 +349,13 @@ class FineTrainConfig(_TrainModel):
     """Stage ``train-fine``: the U-Net initialised from the coarse one, on re-weighted pairs."""
 
 
+#: Default of ``denoise.low_frequency_from_raw_px``: periods longer than about 50 px come from the raw
+#: micrograph (:func:`nt2c.denoiser.inference.keep_raw_low_frequencies`). Chosen on the DEV halves of the
+#: independent simulator (data set B) and of the real EMPIAR-10146 averages and frames
+#: (``benchmarks/RESULTS.md``).
+LOW_FREQUENCY_FROM_RAW_PX = 50.0
+
+
 class DenoiseConfig(_StageModel):
     """Whole-micrograph inference."""
 
@@ -357,6 +364,13 @@ class DenoiseConfig(_StageModel):
     batch_size: int = Field(4, ge=1, le=256)
     normalization: Literal["tiles", "global"] = Field(
         "tiles", description="z-score by the median statistics of 128 px tiles, or of the whole micrograph"
+    )
+    low_frequency_from_raw_px: float = Field(
+        LOW_FREQUENCY_FROM_RAW_PX,
+        ge=0,
+        le=1e6,
+        description="periods longer than about this (px) are taken from the raw micrograph, where the noise "
+        "is negligible and networks trained on small patches lose them; 0: the network's output everywhere",
     )
     model: Literal["auto", "fine", "coarse"] = Field(
         "auto",

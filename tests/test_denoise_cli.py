@@ -1,5 +1,7 @@
 """`nt2c denoise`: MRC/TIFF in, MRC (+PNG) out with the voxel size, skips, failures reported, inputs kept."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,11 @@ def test_denoise_writes_mrc_with_voxel_size_and_png(tmp_path, model_path, microg
     # other settings change the result: redone
     assert main(["denoise", "--model", str(model_path), "-o", str(out), str(micrographs[0])]) == 0
     assert "1 denoised" in capsys.readouterr().out
+    plain = ["--low-frequency-from-raw-px", "0"]
+    assert main(["denoise", "--model", str(model_path), "-o", str(out), *plain, str(micrographs[0])]) == 0
+    assert "1 denoised" in capsys.readouterr().out
+    record = json.loads((out / ".nt2c" / "a.json").read_text())
+    assert record["settings"]["low_frequency_from_raw_px"] == 0
 
 
 def test_normalization_flag_reaches_the_network(tmp_path, model_path):

@@ -10,6 +10,7 @@ from nt2c.denoiser.inference import (
     blend_weights,
     denoise_micrograph,
     estimate_tile_memory_MB,
+    keep_raw_low_frequencies,
     load_model,
     normalization_stats,
     save_model,
@@ -32,10 +33,11 @@ def image():
 
 
 def _one_pass(net, image):
+    """Denoise the whole image in one pass, then take its longest periods from the image."""
     mean, std = normalization_stats(image)
     x = torch.from_numpy(((image - mean) / std).astype(np.float32))[None, None]
     with torch.no_grad():
-        return (net(x)[0, 0].numpy() * std + mean).astype(np.float32)
+        return keep_raw_low_frequencies(image, (net(x)[0, 0].numpy() * std + mean).astype(np.float32))
 
 
 def test_single_tile_equals_one_pass(small_net, image):
@@ -119,6 +121,37 @@ def test_normalization_ignores_a_contaminant_that_inflates_the_global_std(small_
     assert not np.allclose(global_out, tiles_out)
     with pytest.raises(InputError, match="normalization"):
         denoise_micrograph(small_net, image, normalization="robust", show_progress=False)
+
+
+def test_longest_periods_come_from_the_raw_micrograph():
+    """An output that lost the ice ramp gets it back from the raw image, without the raw image's noise."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:256, 0:256]
+    ramp = 2.0 * xx / 256 + np.exp(
+        -((yy - 128.0) ** 2 + (xx - 90.0) ** 2) / (2 * 40.0**2)
+    )  # periods >> 50 px
+    noise = rng.normal(size=ramp.shape)
+    raw = (ramp + noise).astype(np.float32)
+    erased = np.zeros_like(raw)  # a network that flattened everything
+    out = keep_raw_low_frequencies(raw, erased, period_px=50)
+    inner = np.s_[30:-30, 30:-30]  # reflected edges bend a ramp
+    assert np.abs(out - ramp)[inner].max() < 0.15  # the ramp and the blob are back
+    assert (out - ramp)[inner].std() < 0.05 * noise.std()  # white noise: only its few longest periods
+    # what the network restored at short periods is kept: the longest periods alone are replaced
+    detail = np.sin(2 * np.pi * xx / 6.0).astype(np.float32)
+    kept = keep_raw_low_frequencies(raw, erased + detail, period_px=50) - out
+    np.testing.assert_allclose(kept[inner], detail[inner], atol=5e-3)
+    # 0 switches it off; the period and the shapes are checked
+    net = UNet(width=4, depth=2).eval()
+    plain = denoise_micrograph(net, raw, low_frequency_from_raw_px=0, show_progress=False)
+    full = denoise_micrograph(net, raw, show_progress=False)
+    np.testing.assert_allclose(full, keep_raw_low_frequencies(raw, plain), atol=1e-4)
+    with pytest.raises(InputError, match="period"):
+        keep_raw_low_frequencies(raw, erased, period_px=0)
+    with pytest.raises(InputError, match="differ in shape"):
+        keep_raw_low_frequencies(raw, erased[:10])
+    with pytest.raises(InputError, match="low_frequency_from_raw_px"):
+        denoise_micrograph(net, raw, low_frequency_from_raw_px=-1, show_progress=False)
 
 
 def test_constant_image_stays_constant(small_net):

@@ -7,6 +7,11 @@ nothing of nt2c's simulator is used::
     python -m venv /tmp/cryojax && /tmp/cryojax/bin/pip install cryojax==0.6.0 mrcfile
     /tmp/cryojax/bin/python benchmarks/independent_sim/make_cryojax_micrographs.py --out DIR
 
+The two data sets of ``benchmarks/RESULTS.md``: **A** with the defaults (``--out /work/data/cryojax_sim``),
+and **B**, a picking task that nt2c's picker can solve on the truth (F1 0.79 on its DEV half against 0.48
+for A): ``--seed 2027 --gain-variation 0.005 --out /work/data/cryojax_sim_b``. In A the smooth 3 % gain error
+puts particle-sized blobs into the truth that outweigh the particles' low-frequency contrast; B keeps 0.5 %.
+
 Writes, per micrograph ``mic_NN``: ``mic_NN.mrc`` (float32, gain-normalised grey levels: not counts),
 ``mic_NN_coords.csv`` (``x,y,radius`` px, x = column; the format of ``../shared/data/real/empiar10146``) and
 ``mic_NN_clean.mrc`` (the truth: the expected image without shot noise, structural ice and pixel gain errors),
@@ -19,14 +24,15 @@ Image formation (each step independent of nt2c's code):
   ``sigma_e * (1 - solvent) * projection`` with cryoJAX's interaction constant and a solvent-displacement
   factor; non-overlapping random centres;
 * **ice**: a slab whose thickness ramps linearly across the field (``--ice-nm`` min and max, a random
-  direction) with a smooth random variation on top; it attenuates the beam (``exp(-t / 350 nm)``, inelastic
-  loss with an energy filter) and adds **structural noise**, a Gaussian phase field with amorphous ice's
-  ring at 1/3.7 A^-1 and a low-frequency component, its variance proportional to the local thickness;
+  direction) with a smooth random variation (``--thickness-variation``, 5 %) on top; it attenuates the beam
+  (``exp(-t / 350 nm)``, inelastic loss with an energy filter) and adds **structural noise**, a Gaussian
+  phase field with amorphous ice's ring at 1/3.7 A^-1 and a low-frequency component, its variance
+  proportional to the local thickness;
 * **optics**: cryoJAX's ``AstigmaticCTF`` (weak phase: ``I = 1 + 2 F^-1[CTF * F[phase]]``) with a
   ``exp(-B k^2 / 4)`` envelope;
 * **detector**: Poisson counts at ``--dose`` e/A^2, blurred by the K2 300 kV MTF measured by Gatan
   (``../shared/reference/detectors/mtf_k2_300kV.star``), multiplied by a gain error (2 % per pixel and a
-  smooth 3 % gradient), divided by the field's mean count.
+  smooth ``--gain-variation``, 3 % by default), divided by the field's mean count.
 """
 
 from __future__ import annotations

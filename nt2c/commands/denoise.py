@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from nt2c.config import LOW_FREQUENCY_FROM_RAW_PX
+
 HELP = "denoise MRC/TIFF micrographs with a trained model (coarse.safetensors or fine.safetensors)"
 DESCRIPTION = (
     "Denoise each micrograph with an NT2C model in overlapping, blended tiles and write OUT/<name>.mrc with "
@@ -54,6 +56,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="z-score each micrograph by the median mean/std of its 128 px tiles (default; robust to ice "
         "contamination and carbon) or by the whole image's",
+    )
+    parser.add_argument(
+        "--low-frequency-from-raw-px",
+        type=float,
+        default=None,
+        dest="low_frequency_from_raw_px",
+        metavar="PX",
+        help="take periods longer than about PX pixels from the raw micrograph (default 50; 0: the "
+        "network's output at every frequency)",
     )
     parser.add_argument(
         "--max-memory-MB",
@@ -135,6 +146,7 @@ def denoise_files(
     batch_size: int = 4,
     max_memory_MB: float = 1024.0,
     normalization: str = "tiles",
+    low_frequency_from_raw_px: float = LOW_FREQUENCY_FROM_RAW_PX,
     pixel_size_A: float | None = None,
     png: bool = False,
     force: bool = False,
@@ -161,8 +173,8 @@ def denoise_files(
         Output folder; ``OUT/<stem>.mrc`` (and ``.png`` with ``png``) per input.
     model_path, model_sha256
         The weights file, or its sha256 (one of them; recorded with each output).
-    device, tile, overlap, batch_size, max_memory_MB, normalization
-        As for :func:`nt2c.denoise_micrograph` (tile and overlap in px, memory cap in MB).
+    device, tile, overlap, batch_size, max_memory_MB, normalization, low_frequency_from_raw_px
+        As for :func:`nt2c.denoise_micrograph` (tile, overlap and period in px, memory cap in MB).
     pixel_size_A : float, optional
         Voxel size (Angstrom) written when an input has none.
     png, force : bool
@@ -195,6 +207,7 @@ def denoise_files(
         batch_size=batch_size,
         max_memory_MB=max_memory_MB,
         normalization=normalization,
+        low_frequency_from_raw_px=low_frequency_from_raw_px,
         pixel_size_A=pixel_size_A,
         png=png,
         force=force,
@@ -222,6 +235,7 @@ def main(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         normalization=args.normalization,
+        low_frequency_from_raw_px=args.low_frequency_from_raw_px,
         device=args.device,
     )
     if args.max_memory_MB <= 0:
@@ -269,6 +283,7 @@ def main(args: argparse.Namespace) -> int:
         batch_size=settings.batch_size,
         max_memory_MB=args.max_memory_MB,
         normalization=settings.normalization,
+        low_frequency_from_raw_px=settings.low_frequency_from_raw_px,
         pixel_size_A=args.pixel_size_A,
         png=args.png,
         force=args.force,

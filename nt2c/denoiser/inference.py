@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from nt2c.config import LOW_FREQUENCY_FROM_RAW_PX
 from nt2c.errors import InputError
 from nt2c.io import atomic_path, validate_image, write_json
 
@@ -48,6 +49,8 @@ __all__ = [
     "blend_weights",
     "estimate_tile_memory_MB",
     "normalization_stats",
+    "keep_raw_low_frequencies",
+    "LOW_FREQUENCY_FROM_RAW_PX",
 ]
 
 NORMALIZATION_TILE_PX = 128  # the training crop side of the default profiles
@@ -338,6 +341,7 @@ def denoise_micrograph(
     overlap: int = 64,
     batch_size: int = 4,
     max_memory_MB: float = 1024.0,
+    low_frequency_from_raw_px: float = LOW_FREQUENCY_FROM_RAW_PX,
     show_progress: bool = True,
 ) -> np.ndarray:
     """Denoise a whole micrograph with overlapping, blended tiles.
@@ -362,6 +366,9 @@ def denoise_micrograph(
         Tiles per forward pass (reduced when ``max_memory_MB`` demands it).
     max_memory_MB : float
         Cap on the estimated activation memory of one batch (MB); the batch, then the tile, shrink to fit.
+    low_frequency_from_raw_px : float
+        Periods longer than about this (px) are taken from the raw micrograph
+        (:func:`keep_raw_low_frequencies`); 0 keeps the network's output at every frequency.
     show_progress : bool
         Show a progress bar over the tiles (subject to :func:`nt2c.set_progress`).
 
@@ -392,6 +399,11 @@ def denoise_micrograph(
         )
     if max_memory_MB <= 0:
         raise InputError(f"max_memory_MB={max_memory_MB} must be positive (for example 1024).")
+    if not low_frequency_from_raw_px >= 0:
+        raise InputError(
+            f"low_frequency_from_raw_px={low_frequency_from_raw_px}: use a period in px (for example "
+            f"{LOW_FREQUENCY_FROM_RAW_PX:g}), or 0 to keep the network's output at every frequency."
+        )
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if dev.type == "cpu":
@@ -465,7 +477,51 @@ def denoise_micrograph(
             f"({_model_label(model)}) produced non-finite values; check that its weights are finite and that "
             "it was trained on data like this micrograph, or retrain it. Nothing was written."
         )
+    if low_frequency_from_raw_px > 0:
+        result = keep_raw_low_frequencies(arr, result, period_px=low_frequency_from_raw_px)
     return np.ascontiguousarray(result, dtype=np.float32)
+
+
+def keep_raw_low_frequencies(raw, denoised, *, period_px: float = LOW_FREQUENCY_FROM_RAW_PX) -> np.ndarray:
+    """Take the longest periods of a denoised micrograph from the raw one.
+
+    The networks are trained on patches of 64-128 px, normalised patch by patch, so they cannot learn what a
+    micrograph holds at periods of hundreds of pixels (ice thickness, the particles' own low-frequency
+    contrast): measured on the DEV halves of ``benchmarks/RESULTS.md``, their outputs there correlate less
+    with the truth than the raw micrograph does. At those periods the raw micrograph is nearly noise-free
+    (white noise spreads its power evenly, and these frequencies are few), so the difference
+    ``raw - denoised`` is low-passed and added back::
+
+        out = denoised + G_sigma * (raw - denoised),   sigma = period_px / (sqrt(2) pi)
+
+    The Gaussian ``G_sigma`` (reflected at the edges) passes ``exp(-(k period_px)^2)`` of frequency ``k``
+    (cycles/px): 37 % at one cycle per ``period_px``, 2 % at two; shorter periods keep the network's output.
+
+    Parameters
+    ----------
+    raw : array_like, shape (ny, nx)
+        The micrograph, in any units.
+    denoised : array_like, shape (ny, nx)
+        Its denoised version, in the same units.
+    period_px : float
+        Crossover period (px), > 0.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (ny, nx)
+    """
+    from scipy import ndimage
+
+    raw = validate_image(raw, name="raw micrograph", ndim=2)
+    denoised = validate_image(denoised, name="denoised micrograph", ndim=2)
+    if raw.shape != denoised.shape:
+        raise InputError(f"raw {raw.shape} and denoised {denoised.shape} micrographs differ in shape.")
+    if not period_px > 0:
+        raise InputError(f"period_px={period_px}: must be > 0 (for example {LOW_FREQUENCY_FROM_RAW_PX:g}).")
+    sigma = float(period_px) / (np.sqrt(2.0) * np.pi)
+    difference = raw.astype(np.float64) - denoised.astype(np.float64)
+    low = ndimage.gaussian_filter(difference, sigma, mode="reflect")
+    return (denoised.astype(np.float64) + low).astype(np.float32)
 
 
 def _model_label(model) -> str:

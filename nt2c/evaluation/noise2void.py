@@ -356,6 +356,7 @@ def noise2void_denoise(
         device=device,
     )
     inference_options.setdefault("show_progress", False)
+    inference_options.setdefault("low_frequency_from_raw_px", 0)  # the published method, as it is
     return [denoise_micrograph(result.model, im, device=device, **inference_options) for im in images]
 
 
@@ -404,7 +405,7 @@ def noise2void_baseline(
             seed=n2v_seed,
             device=device,
         )
-        opts = {"show_progress": False, **(inference_options or {})}
+        opts = {"show_progress": False, "low_frequency_from_raw_px": 0, **(inference_options or {})}
         return np.asarray(denoise_micrograph(result.model, x, device=device, **opts), np.float32)
     return noise2void_denoise(  # pragma: no cover - CAREamics does not install beside torch 2.13
         x,

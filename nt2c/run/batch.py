@@ -4,10 +4,10 @@ Each micrograph is read, denoised, checked (finite values), written atomically (
 PNG preview on request) and dropped before the next, so memory stays constant over any number of files and a
 killed batch resumes where it stopped. Every output has a provenance record ``OUT/.nt2c/<name>.json``: the
 input (path, size, modification time), the sha256 of the model weights that made it, the settings that change
-the result (tile, overlap, normalization), and the output's shape and size. An output is *current* when its
-record matches the input, the model and the settings, and the file on disk is a complete MRC image of the
-recorded shape; a current output is skipped, any other one is denoised again (another model, other settings,
-a changed input, a wrong-shape or cut-short file).
+the result (tile, overlap, normalization, low_frequency_from_raw_px), and the output's shape and size. An
+output is *current* when its record matches the input, the model and the settings, and the file on disk is a
+complete MRC image of the recorded shape; a current output is skipped, any other one is denoised again
+(another model, other settings, a changed input, a wrong-shape or cut-short file).
 
 An existing output without a record (made by an older nt2c, or not by nt2c at all) is redone in a folder nt2c
 owns (``RUN/denoised/``); ``nt2c denoise`` keeps it when it is a complete MRC image and refuses to overwrite
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nt2c.config import LOW_FREQUENCY_FROM_RAW_PX
 from nt2c.errors import InputError, NT2CError
 from nt2c.io import read_json, write_json
 from nt2c.run.rundir import file_sha256
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Folder (inside the output folder) of the per-output provenance records.
 RECORD_DIR = ".nt2c"
 #: Inference settings that change the denoised image (batch size, memory cap and device do not).
-RESULT_SETTINGS = ("tile", "overlap", "normalization")
+RESULT_SETTINGS = ("tile", "overlap", "normalization", "low_frequency_from_raw_px")
 
 
 @dataclass
@@ -144,6 +145,7 @@ def denoise_batch(
     batch_size: int = 4,
     max_memory_MB: float = 1024.0,
     normalization: str = "tiles",
+    low_frequency_from_raw_px: float = LOW_FREQUENCY_FROM_RAW_PX,
     pixel_size_A: float | None = None,
     png: bool = False,
     force: bool = False,
@@ -172,8 +174,8 @@ def denoise_batch(
         The weights file (``.safetensors``).
     names : sequence of str, optional
         Output names (without ``.mrc``), one per file; default: each input's stem.
-    device, tile, overlap, batch_size, max_memory_MB, normalization
-        As for :func:`nt2c.denoise_micrograph` (tile and overlap in px, memory cap in MB).
+    device, tile, overlap, batch_size, max_memory_MB, normalization, low_frequency_from_raw_px
+        As for :func:`nt2c.denoise_micrograph` (tile, overlap and period in px, memory cap in MB).
     pixel_size_A : float, optional
         Voxel size (Angstrom) written when an input has none (TIFF).
     png : bool
@@ -214,7 +216,12 @@ def denoise_batch(
         model_sha256 = file_sha256(model_path)
     key = {
         "model_sha256": model_sha256,
-        "settings": {"tile": int(tile), "overlap": int(overlap), "normalization": str(normalization)},
+        "settings": {
+            "tile": int(tile),
+            "overlap": int(overlap),
+            "normalization": str(normalization),
+            "low_frequency_from_raw_px": float(low_frequency_from_raw_px),
+        },
     }
     prefix = f"{label}: " if label else ""
     say = echo or (lambda line: None)
@@ -259,6 +266,7 @@ def denoise_batch(
                     batch_size=batch_size,
                     max_memory_MB=max_memory_MB,
                     normalization=normalization,
+                    low_frequency_from_raw_px=low_frequency_from_raw_px,
                     pixel_size_A=pixel_size_A,
                     model_path=model_path,
                 )
@@ -322,4 +330,5 @@ def denoise_settings(settings: Any) -> Mapping[str, Any]:
         "overlap": settings.overlap,
         "batch_size": settings.batch_size,
         "normalization": settings.normalization,
+        "low_frequency_from_raw_px": settings.low_frequency_from_raw_px,
     }
