@@ -369,8 +369,8 @@ class DenoiseConfig(_StageModel):
         LOW_FREQUENCY_FROM_RAW_PX,
         ge=0,
         le=1e6,
-        description="periods longer than about this (px) are taken from the raw micrograph, where the noise "
-        "is negligible and networks trained on small patches lose them; 0: the network's output everywhere",
+        description="periods longer than about this (px) are taken from the raw micrograph, where shot noise "
+        "is weak and networks trained on small patches lose them; 0: the network's output everywhere",
     )
     model: Literal["auto", "fine", "coarse"] = Field(
         "auto",

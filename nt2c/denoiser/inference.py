@@ -488,14 +488,17 @@ def keep_raw_low_frequencies(raw, denoised, *, period_px: float = LOW_FREQUENCY_
     The networks are trained on patches of 64-128 px, normalised patch by patch, so they cannot learn what a
     micrograph holds at periods of hundreds of pixels (ice thickness, the particles' own low-frequency
     contrast): measured on the DEV halves of ``benchmarks/RESULTS.md``, their outputs there correlate less
-    with the truth than the raw micrograph does. At those periods the raw micrograph is nearly noise-free
-    (white noise spreads its power evenly, and these frequencies are few), so the difference
-    ``raw - denoised`` is low-passed and added back::
+    with the truth than the raw micrograph does. Shot noise is weak there (white noise spreads its power
+    evenly, and these frequencies are few), so the difference ``raw - denoised`` is low-passed and added
+    back::
 
         out = denoised + G_sigma * (raw - denoised),   sigma = period_px / (sqrt(2) pi)
 
     The Gaussian ``G_sigma`` (reflected at the edges) passes ``exp(-(k period_px)^2)`` of frequency ``k``
     (cycles/px): 37 % at one cycle per ``period_px``, 2 % at two; shorter periods keep the network's output.
+    Whatever else the raw micrograph holds at those periods comes back too: on nt2c's own stand-ins, whose
+    clean reference leaves out the structure of their thick ice, this costs PSNR and picking F1
+    (``benchmarks/RESULTS.md``).
 
     Parameters
     ----------
