@@ -29,6 +29,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -73,16 +74,20 @@ def variants() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _model(run: Path, which: str):
+    from nt2c.denoiser.inference import load_model
+
+    return load_model(run / "models" / f"{which}.safetensors")
+
+
 def _network(run: Path, which: str, image) -> np.ndarray:
-    from nt2c.denoiser.inference import denoise_micrograph, load_model
+    """Return the network's output alone (what every variant post-processes)."""
+    from nt2c.denoiser.inference import denoise_micrograph
 
-    if (run, which) not in _network.models:
-        _network.models[run, which] = load_model(run / "models" / f"{which}.safetensors")
-    model = _network.models[run, which]
-    return denoise_micrograph(model, image, device="cpu", show_progress=False, low_frequency_from_raw_px=0)
-
-
-_network.models = {}
+    return denoise_micrograph(
+        _model(run, which), image, device="cpu", show_progress=False, low_frequency_from_raw_px=0
+    )
 
 
 def independent(run: Path, data: Path) -> dict:

@@ -173,6 +173,31 @@ def _header_pixel_size(path) -> float | None:
     )
 
 
+def _fit_rows(run, paths, names, *, params, box_px: int, images: dict | None = None) -> list[dict]:
+    """Return one CTF-fit row per micrograph (cached fits reused, new ones made and kept).
+
+    ``images`` (name -> array) are micrographs already read; the others are read only when they must be
+    fitted.
+    """
+    from nt2c.io import read_image
+
+    images = images or {}
+    cache = _FitCache(run)
+    rows = [
+        cache.row(
+            path,
+            lambda path=path, name=name: images[name] if name in images else read_image(path)[0],
+            name,
+            pixel_size_A=_header_pixel_size(path) or params.pixel_size_A,
+            params=params,
+            box_px=box_px,
+        )
+        for path, name in zip(paths, names)
+    ]
+    cache.save()
+    return rows
+
+
 def fit_run_defoci(run, *, box_px: int = 512) -> Path:
     """Fit every micrograph of the run and write ``RUN/calibration/defocus.csv`` (the defoci alone).
 
@@ -186,27 +211,12 @@ def fit_run_defoci(run, *, box_px: int = 512) -> Path:
         The table.
     """
     from nt2c.extraction.stage import list_micrographs
-    from nt2c.io import read_image
 
-    params = run.params()
-    cache = _FitCache(run)
-    rows = []
-    for path in list_micrographs(run):
-        pixel_size = _header_pixel_size(path) or params.pixel_size_A
-        rows.append(
-            cache.row(
-                path,
-                lambda path=path: read_image(path)[0],
-                Path(path).name,
-                pixel_size_A=pixel_size,
-                params=params,
-                box_px=box_px,
-            )
-        )
+    paths = list_micrographs(run)
+    rows = _fit_rows(run, paths, [Path(p).name for p in paths], params=run.params(), box_px=box_px)
     out = run.path / "calibration"
     out.mkdir(parents=True, exist_ok=True)
     _write_defocus_table(out / DEFOCUS_TABLE, rows)
-    cache.save()
     return out / DEFOCUS_TABLE
 
 
@@ -284,28 +294,15 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     paths = list_micrographs(run)
     names = [Path(p).name for p in paths]
     given = _given(ctffind, relion, names)
-    sampled = set(spread_evenly(names, SIGNAL_NOISE_MICROGRAPHS))
-    cache = _FitCache(run)
-    images, rows, units = {}, [], None
-    for path, name in zip(paths, names):
-        image = None
-        if units is None or name in sampled:
-            image = read_image(path)[0]
-            units = units or describe_units(image)
-            if name in sampled:
-                images[name] = image
-        row = cache.row(
-            path,
-            lambda path=path, image=image: image if image is not None else read_image(path)[0],
-            name,
-            pixel_size_A=_header_pixel_size(path) or params.pixel_size_A,
-            params=params,
-            box_px=box_px,
-        )
+    sampled = set(spread_evenly(names, SIGNAL_NOISE_MICROGRAPHS))  # the first micrograph included
+    images = {name: read_image(path)[0] for path, name in zip(paths, names) if name in sampled}
+    units = describe_units(images[names[0]])
+    rows = _fit_rows(run, paths, names, params=params, box_px=box_px, images=images)
+    for row in rows:
+        name = row["micrograph"]
         if name in given:
             row["given_defocus_u_A"] = round(given[name].defocus_u_A, 1)
             row["given_defocus_v_A"] = round(given[name].defocus_v_A, 1)
-        rows.append(row)
     patches_path = run.noise / "patches.mrcs"
     summary: dict = {
         "micrographs": len(paths),
@@ -342,7 +339,6 @@ def calibrate_run(run, *, ctffind: str | None = None, relion: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     _write_rows(out / "calibration.csv", rows)
     _write_defocus_table(out / DEFOCUS_TABLE, rows)
-    cache.save()
     write_json(out / "calibration.json", summary)
     if noise is not None:
         _spectra_figure(

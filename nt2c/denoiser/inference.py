@@ -478,7 +478,7 @@ def denoise_micrograph(
             "it was trained on data like this micrograph, or retrain it. Nothing was written."
         )
     if low_frequency_from_raw_px > 0:
-        result = keep_raw_low_frequencies(arr, result, period_px=low_frequency_from_raw_px)
+        result = _add_raw_low_frequencies(arr, result, low_frequency_from_raw_px)
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
@@ -513,14 +513,19 @@ def keep_raw_low_frequencies(raw, denoised, *, period_px: float = LOW_FREQUENCY_
     -------
     numpy.ndarray, float32, shape (ny, nx)
     """
-    from scipy import ndimage
-
     raw = validate_image(raw, name="raw micrograph", ndim=2)
     denoised = validate_image(denoised, name="denoised micrograph", ndim=2)
     if raw.shape != denoised.shape:
         raise InputError(f"raw {raw.shape} and denoised {denoised.shape} micrographs differ in shape.")
     if not period_px > 0:
         raise InputError(f"period_px={period_px}: must be > 0 (for example {LOW_FREQUENCY_FROM_RAW_PX:g}).")
+    return _add_raw_low_frequencies(raw, denoised, period_px)
+
+
+def _add_raw_low_frequencies(raw: np.ndarray, denoised: np.ndarray, period_px: float) -> np.ndarray:
+    """:func:`keep_raw_low_frequencies` on arrays already checked (same shape, finite, ``period_px > 0``)."""
+    from scipy import ndimage
+
     sigma = float(period_px) / (np.sqrt(2.0) * np.pi)
     difference = raw.astype(np.float64) - denoised.astype(np.float64)
     low = ndimage.gaussian_filter(difference, sigma, mode="reflect")
